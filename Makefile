@@ -121,10 +121,10 @@ $(BUILD)/tests/%: tests/unit/%.c $(LIBPOCHTA) $(foreach d,$(BUILT_DAEMONS),$(BUI
 	    $(shell cat tests/unit/$*.wrap 2>/dev/null) $(LDLIBS) $(TESTLIBS)
 
 test: all $(UNIT_PROGS)
-	python3 tests/run.py --build $(BUILD)
+	python3 tests/run.py --build $(BUILD) $(if $(filter 1,$(SANITIZE)),--sanitize)
 
 unit-test: all $(UNIT_PROGS)
-	python3 tests/run.py --build $(BUILD) --only unit
+	python3 tests/run.py --build $(BUILD) $(if $(filter 1,$(SANITIZE)),--sanitize) --only unit
 
 manlint:
 	python3 tests/run.py --build $(BUILD) --only man

@@ -128,6 +128,8 @@ def main():
     ap.add_argument("--only", choices=["unit", "man", "integration"])
     ap.add_argument("--pattern", default="test_*.py",
                     help="integration test files to run")
+    ap.add_argument("--sanitize", action="store_true",
+                    help="the build has ASan/UBSan: collect their reports")
     ap.add_argument("-j", "--jobs", type=int, default=os.cpu_count() or 2)
     args = ap.parse_args()
 
@@ -135,7 +137,7 @@ def main():
     os.environ["POCHTA_BUILD"] = build
     os.environ["POCHTA_BIN"] = os.path.join(build, "bin")
     sandir = None
-    if os.path.basename(build) == "build-san":
+    if args.sanitize:
         sandir = tempfile.mkdtemp(prefix="pochta-san-")
         os.environ["ASAN_OPTIONS"] = (
             f"log_path={sandir}/asan:detect_leaks=1:abort_on_error=0")
