@@ -71,7 +71,7 @@ UNIT_SRCS  := $(wildcard tests/unit/*/*_test.c)
 UNIT_PROGS := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
 
 .PHONY: all test unit-test run bench install clean deps manlint
-all: $(PROGS) $(BENCH_PROGS)
+all: $(PROGS) $(BUILD)/bin/sendmail $(BENCH_PROGS)
 
 deps:
 	sh mk/deps.sh ensure
@@ -115,7 +115,8 @@ $(BUILD)/bench/%: bench/%.c $(LIBPOCHTA)
 # links that daemon's library too.
 $(BUILD)/tests/%: tests/unit/%.c $(LIBPOCHTA) $(foreach d,$(BUILT_DAEMONS),$(BUILD)/lib$(d).a)
 	@mkdir -p $(dir $@)
-	$(CC) $(CPPFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $< \
+	$(CC) $(CPPFLAGS) -I$(firstword $(subst /, ,$*)) $(CFLAGS) $(LDFLAGS) \
+	    -o $@ $< \
 	    $(if $(filter $(firstword $(subst /, ,$*)),$(BUILT_DAEMONS)),$(BUILD)/lib$(firstword $(subst /, ,$*)).a) \
 	    $(LIBPOCHTA) \
 	    $(shell cat tests/unit/$*.wrap 2>/dev/null) $(LDLIBS) $(TESTLIBS)

@@ -19,11 +19,14 @@ static const struct pochta_cmd commands[] = {
 	{"reload", pochta_reload_main, "reload"},
 	{"status", pochta_status_main, "status [--json]"},
 	{"conf", pochta_conf_main,
-	    "conf [-n|-d] [NAME...] | conf -e NAME=VALUE... | conf check"},
+	    "conf [-dnvx] [-o name=value]... [NAME...] | conf -e NAME=VALUE... "
+	    "| conf -X NAME... | conf check"},
 	{"map", pochta_map_main,
 	    "map build FILE | map query TABLE KEY | map list TABLE"},
 	{"user", pochta_user_main,
 	    "user add|del|passwd|list [USER] [--password-stdin]"},
+	{"sendmail", pochta_sendmail_main,
+	    "sendmail [-itv] [-f SENDER] [-F NAME] [RECIPIENT...] < MESSAGE"},
 	{NULL, NULL, NULL},
 };
 
@@ -52,8 +55,13 @@ int
 main(int argc, char **argv)
 {
 	const char *confdir = NULL;
+	const char *name = strrchr(argv[0], '/');
 	int ch;
 
+	/* Installed as sendmail(1): its own options, no subcommand. */
+	name = name != NULL ? name + 1 : argv[0];
+	if (strcmp(name, "sendmail") == 0)
+		return pochta_sendmail_main(argc, argv, NULL);
 	log_set_program("pochta");
 	/* '+': stop at the subcommand, which parses its own options. */
 	while ((ch = getopt(argc, argv, "+c:vh")) != -1) {
