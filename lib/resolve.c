@@ -16,8 +16,7 @@
 /* The tables of one list parameter, searched in order. */
 struct maplist {
 	char *param;
-	struct map **maps;
-	size_t n;
+	struct map_list *maps;
 };
 
 struct resolve {
@@ -25,7 +24,7 @@ struct resolve {
 	char **local_domains;
 	char **virtual_domains;
 	char *delimiters;
-	struct maplist *lists;
+	struct maplist *lists;	/* [0..2]: user, alias, virtual alias */
 	size_t n_lists;
 };
 
@@ -35,43 +34,24 @@ maplist_open(const struct conf *conf, const char *param,
 {
 	size_t n;
 	char **specs = conf_list(conf, param, &n);
+	char *err = NULL;
 
-	memset(ml, 0, sizeof(*ml));
 	ml->param = xstrdup(param);
-	ml->maps = xcalloc(n ? n : 1, sizeof(*ml->maps));
-	for (size_t i = 0; i < n; i++) {
-		char *err = NULL;
-		int r = map_open(specs[i], &ml->maps[ml->n], &err);
-		if (r < 0) {
-			*errstr_r = xasprintf("%s: %s", param, err);
-			free(err);
-			conf_list_free(&specs);
-			return r;
-		}
-		ml->n++;
-	}
+	ml->maps = NULL;
+	int r = map_list_open(specs, n, &ml->maps, &err);
 	conf_list_free(&specs);
-	return 0;
+	if (r < 0) {
+		*errstr_r = xasprintf("%s: %s", param, err);
+		free(err);
+	}
+	return r;
 }
 
 static void
 maplist_close(struct maplist *ml)
 {
-	for (size_t i = 0; i < ml->n; i++)
-		map_free(&ml->maps[i]);
-	free(ml->maps);
+	map_list_free(&ml->maps);
 	free(ml->param);
-}
-
-static int
-maplist_lookup(struct maplist *ml, const char *key, char **value_r)
-{
-	for (size_t i = 0; i < ml->n; i++) {
-		int r = map_lookup(ml->maps[i], key, value_r);
-		if (r != -ENOENT)
-			return r;
-	}
-	return -ENOENT;
 }
 
 static struct maplist *
@@ -166,7 +146,7 @@ static int
 found(struct maplist *ml, const char *key)
 {
 	char *value = NULL;
-	int r = maplist_lookup(ml, key, &value);
+	int r = map_list_lookup(ml->maps, key, &value);
 
 	free(value);
 	if (r == 0)
@@ -221,7 +201,7 @@ resolve_rcpt(struct resolve *rs, const char *local, const char *domain)
 int
 resolve_user(struct resolve *rs, const char *key, char **value_r)
 {
-	return maplist_lookup(&rs->lists[0], key, value_r);
+	return map_list_lookup(rs->lists[0].maps, key, value_r);
 }
 
 int
@@ -233,5 +213,5 @@ resolve_lookup(struct resolve *rs, const char *param, const char *key,
 
 	if (ml == NULL)
 		return err;
-	return maplist_lookup(ml, key, value_r);
+	return map_list_lookup(ml->maps, key, value_r);
 }
