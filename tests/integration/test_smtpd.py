@@ -15,6 +15,7 @@ import threading
 import time
 import unittest
 
+import fakedns
 from pochta_instance import timeout, wait_for
 from smtp_util import (PASSWORD, RawSMTP, client_tls, parse_queue_file,
                        queued, smtp_instance, wait_queued)
@@ -760,6 +761,105 @@ class LimitsTest(unittest.TestCase):
         p = RawSMTP(inst.port("smtp"))
         self.addCleanup(p.close)
         self.assertEqual(p.reply()[0], 220)
+
+
+class HostileTest(unittest.TestCase):
+    """Random and malformed sessions: answers or a closed connection,
+    never a crash (the worker's pid stays the same)."""
+
+    WORDS = [b"EHLO x", b"HELO", b"MAIL FROM:<a@example.org>",
+             b"MAIL FROM:<>", b"RCPT TO:<alice@example.test>",
+             b"RCPT TO:<\"a\\\"b\"@example.test>", b"DATA", b"BDAT 5",
+             b"BDAT 0 LAST", b"BDAT 99999999999999999999", b"BDAT 3 LAST",
+             b"AUTH PLAIN", b"AUTH LOGIN", b"AUTH PLAIN AAAA", b"*",
+             b"STARTTLS", b"RSET", b"NOOP", b"VRFY", b"HELP", b".",
+             b"RCPT TO:<@a,@b:c@d>", b"MAIL FROM:<a@[IPv6:::1]> SIZE=1",
+             b"RCPT TO:<x@y> NOTIFY=SUCCESS ORCPT=rfc822;+41",
+             b"MAIL FROM:<" + b"a" * 300 + b"@b>"]
+
+    def session(self, rng, port):
+        try:
+            sock = socket.create_connection(("127.0.0.1", port),
+                                            timeout=timeout(5))
+        except OSError:
+            return
+        try:
+            sock.settimeout(0.2)
+            for _ in range(rng.randrange(1, 30)):
+                kind = rng.random()
+                if kind < 0.6:
+                    data = rng.choice(self.WORDS)
+                elif kind < 0.8:
+                    data = bytes(rng.randrange(256)
+                                 for _ in range(rng.randrange(1, 200)))
+                else:
+                    data = rng.choice(self.WORDS) + bytes(
+                        rng.randrange(256) for _ in range(rng.randrange(8)))
+                end = rng.choice([b"\r\n", b"\n", b"\r", b"", b"\r\n"])
+                sock.sendall(data + end)
+                try:
+                    sock.recv(65536)
+                except (socket.timeout, OSError):
+                    pass
+        except OSError:
+            pass
+        finally:
+            sock.close()
+
+    def test_random_sessions(self):
+        import random
+        inst = smtp_instance(self, smtpd_client_connection_limit="1000",
+                             smtpd_timeout="5s")
+        pid = inst.service("smtp")["pids"][0]
+        threads = [threading.Thread(target=lambda seed=i: [
+            self.session(random.Random(seed * 7919 + n),
+                         inst.port("smtp")) for n in range(15)])
+            for i in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        self.assertEqual(inst.service("smtp")["pids"], [pid])
+        self.assertEqual(inst.service("smtp")["restarts"], 0)
+        s = smtplib.SMTP("127.0.0.1", inst.port("smtp"), timeout=timeout(10))
+        self.assertEqual(s.ehlo("after.example.org")[0], 250)
+        s.quit()
+
+
+class ClientNameTest(unittest.TestCase):
+    """The client's name comes from DNS (through the fake DNS server),
+    forward-confirmed, without holding up the session."""
+
+    def test_confirmed_name_in_received_header(self):
+        zone = fakedns.Zone()
+        zone.ptr("127.0.0.2", "client.example.org")
+        zone.a("client.example.org", "127.0.0.2")
+        # 127.0.0.3 claims a name whose address is not 127.0.0.3.
+        zone.ptr("127.0.0.3", "forged.example.org")
+        zone.a("forged.example.org", "127.0.0.9")
+        dns = fakedns.start(self, zone)
+        inst = smtp_instance(self, smtpd_peername_lookup="yes",
+                             dns_servers=dns.servers)
+        for source, name in (("127.0.0.2", "client.example.org"),
+                             ("127.0.0.3", "unknown")):
+            sock = socket.create_connection(("127.0.0.1", inst.port("smtp")),
+                                            timeout=timeout(10),
+                                            source_address=(source, 0))
+            s = smtplib.SMTP(timeout=timeout(10))
+            s.sock = sock
+            s.file = None
+            self.assertEqual(s.getreply()[0], 220)
+            s.ehlo("helo.example.org")
+            # The lookup runs while the session goes on.
+            inst.wait_for_log(rf"connect from \S+\[{source}\]")
+            time.sleep(0.3)
+            before = set(queued(inst))
+            s.sendmail("a@example.org", ["alice@example.test"], MSG)
+            s.quit()
+            new = set(wait_queued(inst, len(before) + 1)) - before
+            _, msg, _ = parse_queue_file(new.pop())
+            self.assertIn(f"Received: from helo.example.org ({name} "
+                          f"[{source}])".encode(), msg)
 
 
 class CrashTest(unittest.TestCase):
