@@ -2,10 +2,12 @@
  * master_reload.c - SIGHUP: read both configuration files again and move
  * the running services to the new table. All or nothing: a bad file or a
  * socket that cannot be bound leaves everything as it was. An unchanged
- * service keeps its workers, its sockets and their connections; a changed
+ * service keeps its workers, its sockets and their connections (its
+ * workers get SIGHUP to read pochta.conf again); a changed
  * one listening on the same address keeps its sockets, so no connection
  * attempt is refused while its workers are replaced.
  */
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -132,11 +134,19 @@ master_reload(struct master *m)
 	m->conf = conf;
 	master_conf_free(&m->mconf);
 	m->mconf = mconf;
-	for (size_t i = 0; i < n; i++)
+	for (size_t i = 0; i < n; i++) {
 		if (is_new[i]) {
 			added++;
 			master_svc_start(m, next[i]);
+			continue;
 		}
+		/* Unchanged services keep their workers and connections; they
+		 * read pochta.conf again on SIGHUP (service_on_reload). */
+		for (int j = 0; j < next[i]->conf->procs; j++)
+			if (next[i]->slots[j].pid != 0 &&
+			    !next[i]->slots[j].stopping)
+				kill(next[i]->slots[j].pid, SIGHUP);
+	}
 	log_info("reloaded: %zu services, %u started, %u stopped", n, added,
 	    removed);
 	free(next);

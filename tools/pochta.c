@@ -13,7 +13,7 @@
 
 static const struct pochta_cmd commands[] = {
 	{"init", pochta_init_main,
-	    "init DIR [--domain D] [--listen ADDR] [--port-base N]"},
+	    "init DIR [--domain D] [--listen ADDR] [--port-base N] [--force]"},
 	{"start", pochta_start_main, "start [-f]"},
 	{"stop", pochta_stop_main, "stop"},
 	{"reload", pochta_reload_main, "reload"},
@@ -85,7 +85,9 @@ main(int argc, char **argv)
 		return usage(stderr);
 	for (const struct pochta_cmd *c = commands; c->name != NULL; c++) {
 		if (strcmp(c->name, argv[0]) == 0) {
-			optind = 1;
+			/* 0: a full getopt reset, so the subcommand's own
+			 * option string decides argument ordering (glibc). */
+			optind = 0;
 			return c->run(argc, argv, confdir);
 		}
 	}

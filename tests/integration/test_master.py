@@ -203,9 +203,12 @@ class MasterTest(unittest.TestCase):
         self.assertEqual(inst.service("a")["pids"], [apid])
         self.assertIsNone(inst.service("b"))
         self.assertTrue(greet(dport).startswith("hello d "))
-        # The connection to the unchanged service lives on.
+        # The connection to the unchanged service lives on, and its
+        # worker was told to read pochta.conf again.
         conn.sendall(b"still there\n")
         self.assertEqual(rd.readline(), "echo still there\n")
+        conn.sendall(b"reloads?\n")
+        self.assertEqual(rd.readline(), "reloads 1\n")
 
         # A broken master.conf is reported and changes nothing: pochta
         # reload refuses it, and master itself logs it on a bare SIGHUP.

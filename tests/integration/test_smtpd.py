@@ -468,7 +468,9 @@ class AuthTest(unittest.TestCase):
         cls.inst.set_conf(smtpd_sender_login_maps="lmdb:$config_directory/"
                                                   "senders")
         cls.inst.reload()
-        time.sleep(0.5 * (4 if os.environ.get("POCHTA_SANITIZE") else 1))
+        # Every smtpd worker (smtp, submission, smtps, submit) reloads.
+        wait_for(lambda: cls.inst.log().count("configuration reloaded") >= 4,
+                 10, what="smtpd workers to reload")
 
     @classmethod
     def tearDownClass(cls):

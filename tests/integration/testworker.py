@@ -4,8 +4,10 @@
 master runs it as `testworker.py -c CONFDIR [ARGS]` with its listening
 sockets as fd 3, 4, ... (POCHTA_LISTEN_FDS of them). Every connection gets
 one line, "hello SERVICE PID", and then each line it sends comes back
-prefixed with "echo ". On SIGTERM it closes its sockets and exits 0, as the
-worker contract in pochta-master(8) asks.
+prefixed with "echo ", except "reloads?", answered with the number of
+SIGHUPs received. On SIGTERM it closes its sockets and exits 0, as the
+worker contract in pochta-master(8) asks; SIGHUP (re-read the
+configuration) is counted.
 
 ARGS: --exit N   exit with status N at once (a crashing service).
       --record FILE   append "PID argv... SERVICE CONFDIR" to FILE at start.
@@ -48,6 +50,8 @@ def main():
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
     else:
         signal.signal(signal.SIGTERM, lambda *a: stop.append(1))
+    reloads = []
+    signal.signal(signal.SIGHUP, lambda *a: reloads.append(1))
     greeting = f"hello {service} {os.getpid()}\n".encode()
     pending = {}
     while not stop:
@@ -83,7 +87,10 @@ def main():
             while b"\n" in pending[conn]:
                 line, pending[conn] = pending[conn].split(b"\n", 1)
                 conn.setblocking(True)
-                conn.sendall(b"echo " + line + b"\n")
+                if line == b"reloads?":
+                    conn.sendall(b"reloads %d\n" % len(reloads))
+                else:
+                    conn.sendall(b"echo " + line + b"\n")
                 conn.setblocking(False)
     for s in listeners:
         s.close()
