@@ -261,6 +261,10 @@ child_exec(struct master *m, struct master_svc *svc, pid_t master_pid)
 	sigemptyset(&none);
 	sigprocmask(SIG_SETMASK, &none, NULL);
 	signal(SIGPIPE, SIG_DFL);
+	/* A reload may signal the worker before it has set up its own
+	 * handler: SIGHUP must not kill it meanwhile. exec keeps SIG_IGN;
+	 * the worker's handler replaces it. */
+	signal(SIGHUP, SIG_IGN);
 	argv[0] = c->argv[0][0] == '/' ? xstrdup(c->argv[0]) :
 	    xasprintf("%s/%s", conf_str(m->conf, "daemon_directory"),
 	    c->argv[0]);

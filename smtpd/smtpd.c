@@ -250,7 +250,6 @@ on_reload(struct service *svc, const struct conf *old, void *arg)
 		return;
 	}
 	setup_install(srv, &su);
-	log_info("configuration reloaded");
 }
 
 int

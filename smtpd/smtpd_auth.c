@@ -25,6 +25,8 @@ smtpd_auth_allowed(const struct smtpd_session *s)
 {
 	const struct smtpd_config *cfg = &s->srv->cfg;
 
+	if (cfg->tls_level == TLS_LEVEL_ENCRYPT && !s->tls)
+		return 0;	/* the gate would say 530: do not offer it */
 	return cfg->sasl_enable && s->auth_user == NULL && !s->is_unix &&
 	    (s->tls || s->loopback || cfg->plaintext_auth);
 }

@@ -6,6 +6,7 @@ the tests read it (pochta-queue(5)).
 """
 import base64
 import os
+import re
 import signal
 import smtplib
 import socket
@@ -469,8 +470,9 @@ class AuthTest(unittest.TestCase):
                                                   "senders")
         cls.inst.reload()
         # Every smtpd worker (smtp, submission, smtps, submit) reloads.
-        wait_for(lambda: cls.inst.log().count("configuration reloaded") >= 4,
-                 10, what="smtpd workers to reload")
+        wait_for(lambda: len(set(re.findall(
+            r"smtpd\[(\d+)\]: configuration reloaded",
+            cls.inst.log()))) >= 4, 10, what="smtpd workers to reload")
 
     @classmethod
     def tearDownClass(cls):
@@ -508,6 +510,8 @@ class AuthTest(unittest.TestCase):
 
     def test_auth_not_offered_before_tls_on_submission(self):
         s = self.submission()
+        self.assertFalse(s.has_extn("auth"))
+        self.assertTrue(s.has_extn("starttls"))
         # Loopback may AUTH in the clear, but submission wants TLS first.
         code, _ = s.docmd("AUTH", "PLAIN AGFsaWNlQGV4YW1wbGUudGVzdABwdw==")
         self.assertEqual(code, 530)
