@@ -131,6 +131,7 @@ struct smtpd_session {
 	int auth_unknown;	/* checking against the dummy hash */
 	uv_timer_t *delay_timer;
 	int errors;
+	char cmd[16];		/* verb of the command being handled */
 	int discard_line;	/* skipping the rest of an over-long line */
 
 	/* The transaction. */
@@ -164,7 +165,11 @@ void smtpd_session_accept(struct smtpd_server *srv, uv_stream_t *listener,
     int is_unix);
 void smtpd_reply(struct smtpd_session *s, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
+/* A refusal: reply and log it; smtpd_reply_error also counts it toward
+ * smtpd_hard_error_limit (client errors), smtpd_reject does not. */
 void smtpd_reply_error(struct smtpd_session *s, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+void smtpd_reject(struct smtpd_session *s, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 void smtpd_flush(struct smtpd_session *s);
 void smtpd_pause(struct smtpd_session *s);

@@ -120,9 +120,7 @@ smtpd_cmd_line(struct smtpd_session *s, char *line, size_t len)
 	if (s->state == SMTPD_INIT && (strncmp(line, "GET ", 4) == 0 ||
 	    strncmp(line, "POST ", 5) == 0 ||
 	    strncmp(line, "CONNECT ", 8) == 0)) {
-		log_info("%s: HTTP request from %s", s->id,
-		    smtpd_client_text(s));
-		smtpd_reply(s, "521 5.5.1 Protocol error");
+		smtpd_reject(s, "521 5.5.1 Protocol error");
 		smtpd_close_after_reply(s);
 		return;
 	}
@@ -134,7 +132,6 @@ smtpd_cmd_line(struct smtpd_session *s, char *line, size_t len)
 			return;
 		}
 	}
-	log_info("%s: unknown command from %s", s->id, smtpd_client_text(s));
 	smtpd_reply_error(s, "502 5.5.2 Error: command not recognized");
 }
 
@@ -289,12 +286,10 @@ cmd_mail(struct smtpd_session *s, char *args)
 	    s->mail.size > 0 ? (uint64_t)s->mail.size : 0, cfg->minfree);
 	if (space <= 0) {
 		log_warn("%s: queue file system short of space", s->id);
-		smtpd_reply(s, "452 4.3.1 Insufficient system storage");
+		smtpd_reject(s, "452 4.3.1 Insufficient system storage");
 		goto fail;
 	}
 	if (s->auth_user != NULL && !sender_owned(s, a->canonical)) {
-		log_info("%s: sender <%s> not owned by %s", s->id,
-		    a->canonical, s->auth_user);
 		smtpd_reply_error(s, "553 5.7.1 <%s>: Sender address "
 				     "rejected: not owned by user %s",
 		    a->canonical, s->auth_user);
@@ -324,8 +319,6 @@ rcpt_allowed(struct smtpd_session *s, const struct address *a)
 		/* user%other@ours, other!user@ours and "user@other"@ours
 		 * are the old relay disguises: never ours to route. */
 		if (!authorized) {
-			log_info("%s: relay denied for <%s> from %s", s->id,
-			    a->canonical, smtpd_client_text(s));
 			smtpd_reply_error(s, "554 5.7.1 <%s>: Relay access "
 					     "denied", a->canonical);
 			return 0;
@@ -335,13 +328,11 @@ rcpt_allowed(struct smtpd_session *s, const struct address *a)
 	}
 	int r = resolve_rcpt(s->srv->resolve, a->local, domain);
 	if (r < 0) {
-		smtpd_reply(s, "451 4.3.0 <%s>: Temporary lookup failure",
+		smtpd_reject(s, "451 4.3.0 <%s>: Temporary lookup failure",
 		    a->canonical);
 		return 0;
 	}
 	if (r == 0) {
-		log_info("%s: unknown recipient <%s> from %s", s->id,
-		    a->canonical, smtpd_client_text(s));
 		smtpd_reply_error(s, "550 5.1.1 <%s>: Recipient address "
 				     "rejected: User unknown", a->canonical);
 		return 0;
@@ -363,7 +354,7 @@ cmd_rcpt(struct smtpd_session *s, char *args)
 		return;
 	}
 	if (s->nrcpt >= s->srv->cfg.rcpt_limit) {
-		smtpd_reply(s, "452 4.5.3 Error: too many recipients");
+		smtpd_reject(s, "452 4.5.3 Error: too many recipients");
 		return;
 	}
 	unsigned flags = ADDRESS_ALLOW_POSTMASTER |

@@ -122,7 +122,7 @@ queue_open(struct smtpd_session *s)
 	int r = queue_writer_create(s->srv->cfg.spool, &env, &s->qw, &err);
 	if (r < 0) {
 		log_error("%s: cannot create queue file: %s", s->id, err);
-		smtpd_reply(s, r == -ENOSPC || r == -EDQUOT ?
+		smtpd_reject(s, r == -ENOSPC || r == -EDQUOT ?
 		    "452 4.3.1 Insufficient system storage" :
 		    "451 4.3.0 Error: queue file write error");
 		return -1;
@@ -133,7 +133,7 @@ queue_open(struct smtpd_session *s)
 		if (queue_writer_add_rcpt(s->qw, s->rcpts[i].address,
 		    s->rcpts[i].orcpt, (unsigned)s->rcpts[i].notify) < 0) {
 			log_error("%s: cannot store recipient", s->queue_id);
-			smtpd_reply(s, "451 4.3.0 Error: queue file write "
+			smtpd_reject(s, "451 4.3.0 Error: queue file write "
 				       "error");
 			queue_writer_free(&s->qw);
 			return -1;
@@ -212,7 +212,7 @@ commit_done(uv_work_t *w, int status)
 		log_error("%s: queue file commit failed: %s", s->queue_id,
 		    s->work_errstr ? s->work_errstr : "cancelled");
 		if (s->stream != NULL)
-			smtpd_reply(s, s->work_result == -ENOSPC ?
+			smtpd_reject(s, s->work_result == -ENOSPC ?
 			    "452 4.3.1 Insufficient system storage" :
 			    "451 4.3.0 Error: queue file write error");
 	}
@@ -229,10 +229,10 @@ message_end(struct smtpd_session *s)
 
 	chunk_flush(s);
 	if (e != SMTPD_BODY_OK) {
-		log_info("%s: message from %s refused: %s", s->queue_id,
-		    smtpd_client_text(s), smtpd_body_reply(e) + 10);
+		log_info("%s: message from %s refused", s->queue_id,
+		    smtpd_client_text(s));
 		if (e == SMTPD_BODY_TOO_BIG)
-			smtpd_reply(s, "%s", smtpd_body_reply(e));
+			smtpd_reject(s, "%s", smtpd_body_reply(e));
 		else
 			smtpd_reply_error(s, "%s", smtpd_body_reply(e));
 		smtpd_transaction_reset(s);
@@ -241,7 +241,7 @@ message_end(struct smtpd_session *s)
 	}
 	if (s->write_error) {
 		log_error("%s: queue file write error", s->queue_id);
-		smtpd_reply(s, "451 4.3.0 Error: queue file write error");
+		smtpd_reject(s, "451 4.3.0 Error: queue file write error");
 		smtpd_transaction_reset(s);
 		s->state = SMTPD_READY;
 		return;
@@ -292,7 +292,7 @@ smtpd_bdat_start(struct smtpd_session *s, char *args)
 	/* RFC 3030 2: BDAT chunk-size [LAST]. Without a size we cannot
 	 * tell data from commands, so the session must end. */
 	if (*p < '0' || *p > '9' || strspn(p, "0123456789") > 18) {
-		smtpd_reply(s, "501 5.5.4 Syntax: BDAT size [LAST]");
+		smtpd_reject(s, "501 5.5.4 Syntax: BDAT size [LAST]");
 		smtpd_reply(s, "421 4.7.0 %s Error: cannot continue",
 		    s->srv->cfg.hostname);
 		smtpd_close_after_reply(s);
@@ -308,7 +308,7 @@ smtpd_bdat_start(struct smtpd_session *s, char *args)
 	while (*end == ' ')
 		end++;
 	if (*end != '\0') {
-		smtpd_reply(s, "501 5.5.4 Syntax: BDAT size [LAST]");
+		smtpd_reject(s, "501 5.5.4 Syntax: BDAT size [LAST]");
 		smtpd_reply(s, "421 4.7.0 %s Error: cannot continue",
 		    s->srv->cfg.hostname);
 		smtpd_close_after_reply(s);

@@ -5,6 +5,7 @@
  * buffered replies for pipelining (RFC 2920), the error limit and the idle
  * timeout (RFC 5321 4.5.3.2). Client errors are replies, never exits.
  */
+#include <ctype.h>
 #include <errno.h>
 #include <pwd.h>
 #include <stdarg.h>
@@ -106,15 +107,37 @@ smtpd_close_after_reply(struct smtpd_session *s)
 	s->state = SMTPD_QUIT;
 }
 
+/* Append a reply and log it as a rejection of the current command. */
+static void
+reject(struct smtpd_session *s, const char *fmt, va_list ap)
+{
+	size_t start = s->out.len;
+
+	buf_vprintf(&s->out, fmt, ap);
+	log_info("%s: reject: %s from %s: %s", s->id,
+	    s->cmd[0] ? s->cmd : "input", smtpd_client_text(s),
+	    s->out.data + start);
+	buf_append(&s->out, "\r\n", 2);
+}
+
+void
+smtpd_reject(struct smtpd_session *s, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	reject(s, fmt, ap);
+	va_end(ap);
+}
+
 void
 smtpd_reply_error(struct smtpd_session *s, const char *fmt, ...)
 {
 	va_list ap;
 
 	va_start(ap, fmt);
-	buf_vprintf(&s->out, fmt, ap);
+	reject(s, fmt, ap);
 	va_end(ap);
-	buf_append(&s->out, "\r\n", 2);
 	if (++s->errors >= s->srv->cfg.hard_error_limit &&
 	    s->state != SMTPD_QUIT) {
 		log_info("%s: too many errors from %s", s->id,
@@ -298,6 +321,16 @@ line_in(struct smtpd_session *s, const char *p, size_t n)
 	}
 	memcpy(line, p, n);
 	line[n] = '\0';
+	if (s->state != SMTPD_AUTH) {
+		size_t v = strcspn(line, " ");
+		snprintf(s->cmd, sizeof(s->cmd), "%.*s", (int)(v < 12 ? v : 12),
+		    line);
+		for (char *c = s->cmd; *c != '\0'; c++)
+			if ((unsigned char)*c < 0x20 || (unsigned char)*c > 0x7e)
+				*c = '?';
+			else
+				*c = (char)toupper((unsigned char)*c);
+	}
 	if (s->state == SMTPD_AUTH)
 		smtpd_auth_line(s, line);
 	else

@@ -245,6 +245,9 @@ class ProtocolTest(unittest.TestCase):
         code, text = s.rcpt("nosuchuser@example.test")
         self.assertEqual(code, 550)
         self.assertIn(b"5.1.1", text)
+        # One log line per refused command, with the reason.
+        self.inst.wait_for_log(r": reject: RCPT from unknown\[127\.0\.0\.1\]: "
+                               r"550 5\.1\.1 <nosuchuser@example\.test>")
         # With an extension, the base user is what counts.
         self.assertEqual(s.rcpt("alice+lists@example.test")[0], 250)
         self.assertEqual(s.rcpt("ALICE@Example.TEST")[0], 250)
@@ -389,7 +392,7 @@ class ProtocolTest(unittest.TestCase):
     def test_openssl_s_client_starttls(self):
         p = subprocess.run(
             ["openssl", "s_client", "-starttls", "smtp", "-connect",
-             f"127.0.0.1:{self.inst.port('smtp')}", "-brief"],
+             f"127.0.0.1:{self.inst.port('smtp')}", "-brief", "-ign_eof"],
             input="EHLO s.example.org\nQUIT\n", capture_output=True,
             text=True, timeout=timeout(30))
         out = p.stdout + p.stderr
