@@ -734,6 +734,65 @@ class LimitsTest(unittest.TestCase):
         self.assertIn("4.4.2", text[0])
         self.assertTrue(r.closed())
 
+    def test_total_connection_limit(self):
+        inst = smtp_instance(self, smtpd_connection_limit="2")
+        conns = [RawSMTP(inst.port("smtp")) for _ in range(2)]
+        for c in conns:
+            self.addCleanup(c.close)
+            self.assertEqual(c.reply()[0], 220)
+        extra = RawSMTP(inst.port("smtp"))
+        self.addCleanup(extra.close)
+        code, text = extra.reply()
+        self.assertEqual(code, 421)
+        self.assertIn("too many connections", text[0])
+        self.assertTrue(extra.closed())
+
+    def test_table_rebuilt_while_running(self):
+        inst = smtp_instance(self)
+
+        def rcpt(addr):
+            with smtplib.SMTP("127.0.0.1", inst.port("smtp"),
+                              timeout=timeout(10)) as s:
+                s.ehlo("c.example.org")
+                s.mail("a@example.org")
+                return s.rcpt(addr)[0]
+
+        self.assertEqual(rcpt("carol@example.test"), 550)
+        # The user table is rebuilt under the running smtpd: no reload.
+        inst.pochta("user", "add", "carol@example.test", "--password-stdin",
+                    input=PASSWORD + "\n")
+        wait_for(lambda: rcpt("carol@example.test") == 250, 10,
+                 interval=0.2, what="smtpd to see the rebuilt user table")
+        self.assertEqual(rcpt("nobody@example.test"), 550)
+
+    def test_qmgr_is_told_about_new_mail(self):
+        inst = smtp_instance(self)
+        path = os.path.join(inst.spool, "private", "qmgr")
+        listener = socket.socket(socket.AF_UNIX)
+        listener.bind(path)
+        listener.listen(5)
+        listener.settimeout(timeout(10))
+        self.addCleanup(listener.close)
+        s = smtplib.SMTP("127.0.0.1", inst.port("smtp"), timeout=timeout(10))
+        self.addCleanup(s.close)
+        s.ehlo("c.example.org")
+        s.mail("a@example.org")
+        s.rcpt("alice@example.test")
+        code, text = s.data(MSG)
+        self.assertEqual(code, 250)
+        qid = text.decode().rsplit(" ", 1)[1]
+        conn, _ = listener.accept()
+        conn.settimeout(timeout(10))
+        data = b""
+        while not data.endswith(b"\n\n"):
+            chunk = conn.recv(4096)
+            if not chunk:
+                break
+            data += chunk
+        conn.close()
+        self.assertEqual(data.decode(),
+                         f"request=queue_new\nqueue_id={qid}\n\n")
+
     def test_connection_limit_per_client(self):
         inst = smtp_instance(self, smtpd_client_connection_limit="3")
         conns = [RawSMTP(inst.port("smtp")) for _ in range(3)]
