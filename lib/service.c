@@ -141,6 +141,12 @@ signal_cb(uv_signal_t *h, int signum)
 	uv_close((uv_handle_t *)&svc->sig_term, NULL);
 	uv_close((uv_handle_t *)&svc->sig_int, NULL);
 	uv_close((uv_handle_t *)&svc->sig_hup, NULL);
+	/* Closing the handles restored the default actions: a second signal
+	 * (Ctrl-C reaches the workers and master forwards SIGTERM) must not
+	 * kill the worker while it finishes. */
+	signal(SIGTERM, SIG_IGN);
+	signal(SIGINT, SIG_IGN);
+	signal(SIGHUP, SIG_IGN);
 	if (svc->stop_cb != NULL)
 		svc->stop_cb(svc, svc->stop_arg);
 	else

@@ -253,7 +253,9 @@ static _Noreturn void
 child_exec(struct master *m, struct master_svc *svc, pid_t master_pid)
 {
 	const struct master_service *c = svc->conf;
-	char **argv = xcalloc(c->argc + 3, sizeof(char *));
+	char **argv = xcalloc(c->argc + 3 + 2 * m->n_overrides,
+	    sizeof(char *));
+	size_t n = 3;
 	char nfds[16];
 	sigset_t none;
 
@@ -287,8 +289,15 @@ child_exec(struct master *m, struct master_svc *svc, pid_t master_pid)
 		_exit(0);
 	argv[1] = "-c";
 	argv[2] = (char *)m->confdir;
+	/* master's own -o (e.g. log_target=stderr under `pochta start -f`)
+	 * hold for the whole instance; the service's -o come later and
+	 * win. */
+	for (size_t i = 0; i < m->n_overrides; i++) {
+		argv[n++] = "-o";
+		argv[n++] = m->overrides[i];
+	}
 	for (size_t i = 1; i < c->argc; i++)
-		argv[i + 2] = c->argv[i];
+		argv[n++] = c->argv[i];
 	execv(argv[0], argv);
 	_exit(127);
 }

@@ -120,6 +120,9 @@ class Instance:
         if init:
             self.pochta("init", self.dir, "--port-base", str(self.port_base),
                         "--domain", domain, "--force", confdir=False)
+            # Tests never leave loopback: without a fake DNS server of the
+            # test's own (fakedns.py), DNS goes nowhere, fast.
+            self.set_conf(dns_servers="127.0.0.1:1")
 
     # -- context manager -------------------------------------------------
     def __enter__(self):
