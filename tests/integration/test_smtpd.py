@@ -17,6 +17,7 @@ import time
 import unittest
 
 import fakedns
+import in_netns
 from pochta_instance import timeout, wait_for
 from smtp_util import (PASSWORD, RawSMTP, client_tls, parse_queue_file,
                        queued, smtp_instance, wait_queued)
@@ -928,6 +929,20 @@ class ClientNameTest(unittest.TestCase):
             _, msg, _ = parse_queue_file(new.pop())
             self.assertIn(f"Received: from helo.example.org ({name} "
                           f"[{source}])".encode(), msg)
+
+
+class NonLoopbackTest(unittest.TestCase):
+    """A client that is not on loopback (in a network namespace of the
+    test's own, see in_netns.py): no AUTH in the clear, no relaying."""
+
+    def test_in_network_namespace(self):
+        p = subprocess.run(in_netns.command("netns_smtpd"),
+                           cwd=os.path.dirname(os.path.abspath(__file__)),
+                           capture_output=True, text=True,
+                           timeout=timeout(300))
+        self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
+        self.assertRegex(p.stderr, r"Ran [1-9]\d* tests?")
+        self.assertRegex(p.stderr, r"\nOK\s*$")
 
 
 class CrashTest(unittest.TestCase):
