@@ -8,8 +8,9 @@ set -u
 LIBS="libuv:libuv1-dev ldns:libldns-dev lmdb:liblmdb-dev cmocka:libcmocka-dev
 openssl:libssl-dev libcrypt:libcrypt-dev"
 # command -> Debian package
-TOOLS="pkg-config:pkg-config mandoc:mandoc python3:python3 swaks:swaks
-ldns-testns:ldnsutils openssl:openssl socat:socat fetchmail:fetchmail"
+TOOLS="gcc:gcc pkg-config:pkg-config mandoc:mandoc python3:python3 swaks:swaks
+ldns-testns:ldnsutils drill:ldnsutils openssl:openssl socat:socat fetchmail:fetchmail
+ip:iproute2 unshare:util-linux"
 
 missing=""
 have_pkgconfig=1
