@@ -143,7 +143,6 @@ install: all
 	    $(DESTDIR)$(MANDIR)/man1
 	install -m 755 $(BUILD)/bin/pochta $(DESTDIR)$(SBINDIR)/pochta
 	ln -sf pochta $(DESTDIR)$(SBINDIR)/sendmail
-	ln -sf pochta $(DESTDIR)$(SBINDIR)/mailq
 	for p in $(BUILT_DAEMONS); do \
 	    install -m 755 $(BUILD)/bin/$$p $(DESTDIR)$(LIBEXECDIR)/$$p; done
 	for f in conf/*; do [ -e $(DESTDIR)$(SYSCONFDIR)/$${f#conf/} ] || \
