@@ -7,6 +7,8 @@
 #   make bench        benchmarks; figures printed, JSON in bench/results/
 #   make install PREFIX=/usr/local DESTDIR=
 #   make clean
+# make, make run and make test first install missing Debian packages
+# (mk/deps.sh).
 #
 # Sources are found by directory: lib/*.c is libpochta.a; each daemon
 # directory builds one program named after it, whose main() is in
