@@ -187,6 +187,15 @@ class Instance:
                 raise AssertionError(f"no service {name} in master.conf")
         self.write("master.conf", text)
 
+    def disable(self, *services):
+        """Comment out the master.conf lines of these services (those not
+        there, or already commented out, are left alone)."""
+        text = self.read("master.conf")
+        for name in services:
+            text = re.sub(rf"^({re.escape(name)}\s)", r"#\1", text,
+                          flags=re.M)
+        self.write("master.conf", text)
+
     def port(self, name):
         """The TCP port of an inet service written by pochta init."""
         return self.port_base + PORTS[name]

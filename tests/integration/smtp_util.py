@@ -15,8 +15,11 @@ PASSWORD = "correct horse battery staple"
 def smtp_instance(testcase, users=("alice@example.test", "bob@example.test"),
                   start=True, **conf):
     """An instance with the smtpd services, no DNS lookups of clients (tests
-    never leave loopback) and the given users, all with PASSWORD."""
+    never leave loopback) and the given users, all with PASSWORD. No queue
+    manager or delivery agent runs, so accepted mail stays in incoming/
+    (enable them with inst.enable("qmgr", "local") before start)."""
     inst = Instance(testcase)
+    inst.disable("qmgr", "local", "smtp-out")
     settings = {"smtpd_peername_lookup": "no"}
     settings.update(conf)
     inst.set_conf(**settings)
