@@ -187,6 +187,11 @@ service_init(const char *program, int argc, char **argv)
 	take_listen_fds(svc);
 	/* A client that hangs up must be an error return, not a death. */
 	signal(SIGPIPE, SIG_IGN);
+	/* The thread pool runs fsyncs, crypt(3) and DNS lookups; a few slow
+	 * DNS servers must not hold up every queue file commit behind them.
+	 * libuv reads this when the pool first starts; an operator's own
+	 * setting wins. */
+	setenv("UV_THREADPOOL_SIZE", "16", 0);
 	if (uv_loop_init(&svc->loop) < 0)
 		fatal("cannot create the event loop");
 	watch(svc, &svc->sig_term, SIGTERM);
