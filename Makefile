@@ -73,7 +73,7 @@ UNIT_SRCS  := $(wildcard tests/unit/*/*_test.c)
 UNIT_PROGS := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
 
 .PHONY: all test unit-test run bench install clean deps manlint
-all: $(PROGS) $(BUILD)/bin/sendmail $(BENCH_PROGS)
+all: $(PROGS) $(BUILD)/bin/sendmail $(BUILD)/bin/mailq $(BENCH_PROGS)
 
 deps:
 	sh mk/deps.sh ensure
@@ -107,6 +107,10 @@ $(BUILD)/bin/pochta: $(TOOL_OBJS) $(LIBPOCHTA)
 
 # sendmail(1) compatibility: the same program, argv[0] decides.
 $(BUILD)/bin/sendmail: $(BUILD)/bin/pochta
+	ln -sf pochta $@
+
+# mailq(1) compatibility: the queue listing, the same way.
+$(BUILD)/bin/mailq: $(BUILD)/bin/pochta
 	ln -sf pochta $@
 
 $(BUILD)/bench/%: bench/%.c $(LIBPOCHTA)
@@ -145,6 +149,7 @@ install: all
 	    $(DESTDIR)$(MANDIR)/man1
 	install -m 755 $(BUILD)/bin/pochta $(DESTDIR)$(SBINDIR)/pochta
 	ln -sf pochta $(DESTDIR)$(SBINDIR)/sendmail
+	ln -sf pochta $(DESTDIR)$(SBINDIR)/mailq
 	for p in $(BUILT_DAEMONS); do \
 	    install -m 755 $(BUILD)/bin/$$p $(DESTDIR)$(LIBEXECDIR)/$$p; done
 	for f in conf/*; do [ -e $(DESTDIR)$(SYSCONFDIR)/$${f#conf/} ] || \

@@ -25,6 +25,9 @@ static const struct pochta_cmd commands[] = {
 	    "map build FILE | map query TABLE KEY | map list TABLE"},
 	{"user", pochta_user_main,
 	    "user add|del|passwd|list [USER] [--password-stdin]"},
+	{"queue", pochta_queue_main,
+	    "queue list [--json] | queue show ID | queue flush | "
+	    "queue hold|release|delete|requeue ID|ALL"},
 	{"sendmail", pochta_sendmail_main,
 	    "sendmail [-itv] [-f SENDER] [-F NAME] [RECIPIENT...] < MESSAGE"},
 	{NULL, NULL, NULL},
@@ -62,6 +65,9 @@ main(int argc, char **argv)
 	name = name != NULL ? name + 1 : argv[0];
 	if (strcmp(name, "sendmail") == 0)
 		return pochta_sendmail_main(argc, argv, NULL);
+	/* Installed as mailq(1): the queue listing, options of its own. */
+	if (strcmp(name, "mailq") == 0)
+		return pochta_queue_main(argc, argv, NULL);
 	log_set_program("pochta");
 	/* '+': stop at the subcommand, which parses its own options. */
 	while ((ch = getopt(argc, argv, "+c:vh")) != -1) {

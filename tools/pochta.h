@@ -24,6 +24,8 @@ int pochta_status_main(int argc, char **argv, const char *confdir);
 int pochta_conf_main(int argc, char **argv, const char *confdir);
 int pochta_map_main(int argc, char **argv, const char *confdir);
 int pochta_user_main(int argc, char **argv, const char *confdir);
+/* Also mailq(1), when argv[0]'s last component is "mailq". */
+int pochta_queue_main(int argc, char **argv, const char *confdir);
 /* sendmail(1) exits with sysexits(3) codes, not the ones above. */
 int pochta_sendmail_main(int argc, char **argv, const char *confdir);
 
