@@ -730,11 +730,21 @@ queue_file_open(const char *path, int writable, struct queue_file **qf_r,
 	int fd, r;
 
 	*qf_r = NULL;
+	/* O_NONBLOCK: a FIFO dropped into a queue directory must not hang
+	 * the queue manager in open(2); anything but a regular file is
+	 * refused. */
 	fd = open(path, (writable ? O_RDWR : O_RDONLY) | O_CLOEXEC |
-	    O_NOFOLLOW);
+	    O_NOFOLLOW | O_NONBLOCK);
 	if (fd < 0) {
 		*errstr_r = "cannot open queue file";
 		return -errno;
+	}
+	struct stat st;
+	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) ||
+	    fcntl(fd, F_SETFL, 0) < 0) {
+		*errstr_r = "not a regular file";
+		close(fd);
+		return -EBADMSG;
 	}
 	if ((r = queue_file_fdopen(fd, writable, qf_r, errstr_r)) < 0)
 		close(fd);

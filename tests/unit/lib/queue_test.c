@@ -1217,6 +1217,29 @@ test_queue_scan_move_cleanup(void **state)
 	assert_int_equal(access(path, F_OK), -1);
 }
 
+/* A FIFO, a directory or a symlink in a queue directory is refused at
+ * once: a queue reader must never hang in open(2) or follow a link. */
+static void
+test_queue_file_not_regular_refused(void **state)
+{
+	const char *dir = *state, *err = NULL;
+	struct queue_file *qf = NULL;
+	char fifo[256], sub[256], link[256];
+
+	snprintf(fifo, sizeof(fifo), "%s/incoming/fifo", dir);
+	snprintf(sub, sizeof(sub), "%s/incoming/sub", dir);
+	snprintf(link, sizeof(link), "%s/incoming/link", dir);
+	assert_int_equal(mkfifo(fifo, 0600), 0);
+	assert_int_equal(mkdir(sub, 0700), 0);
+	assert_int_equal(symlink("/etc/passwd", link), 0);
+	assert_int_equal(queue_file_open(fifo, 0, &qf, &err), -EBADMSG);
+	assert_null(qf);
+	assert_int_equal(queue_file_open(fifo, 1, &qf, &err), -EBADMSG);
+	assert_int_not_equal(queue_file_open(sub, 0, &qf, &err), 0);
+	assert_int_equal(queue_file_open(link, 0, &qf, &err), -ELOOP);
+	assert_null(qf);
+}
+
 int
 main(void)
 {
@@ -1236,6 +1259,7 @@ main(void)
 		T(test_queue_file_overlong_and_empty),
 		T(test_queue_file_every_prefix),
 		T(test_queue_file_fdopen_ownership),
+		T(test_queue_file_not_regular_refused),
 		T(test_queue_writer_abort_leaves_nothing),
 		T(test_queue_writer_disk_full),
 		T(test_queue_writer_threads),
