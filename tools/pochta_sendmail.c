@@ -58,6 +58,7 @@ struct sm_opts {
 	int tflag;
 	int iflag;
 	int verbose;
+	int list_queue;		/* -bp: what mailq(1) prints */
 };
 
 struct sm_conn {
@@ -216,7 +217,9 @@ opts_parse(int argc, char **argv, struct sm_opts *o)
 			}
 			break;
 		case 'b':
-			if (strcmp(optarg, "m") != 0) {
+			if (strcmp(optarg, "p") == 0)
+				o->list_queue = 1;
+			else if (strcmp(optarg, "m") != 0) {
 				pochta_sendmail_err(
 				    "-b%s: mode not supported", optarg);
 				return sm_usage();
@@ -871,6 +874,13 @@ pochta_sendmail_main(int argc, char **argv, const char *confdir)
 	buf_init(&s.added, 0);
 	if ((r = opts_parse(argc, argv, &s.o)) != 0)
 		goto out;
+	if (s.o.list_queue) {
+		/* sendmail -bp is mailq. */
+		char *qargv[] = {"mailq", "-C", (char *)s.o.confdir, NULL};
+		optind = 0;
+		r = pochta_queue_main(s.o.confdir ? 3 : 1, qargv, NULL);
+		goto out;
+	}
 	argc -= optind;
 	argv += optind;
 	s.msg.dot_ends = !s.o.iflag;

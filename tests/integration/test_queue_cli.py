@@ -221,6 +221,13 @@ class AcceptedMailTest(unittest.TestCase):
         p = run([os.path.join(BIN, "mailq"), "-x"], env=env)
         self.assertEqual(p.returncode, 2)
         self.assertIn(b"usage:", p.stderr)
+        # sendmail -bp is mailq too.
+        p = run([os.path.join(BIN, "sendmail"), "-bp", "-C",
+                 self.inst.confdir])
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertEqual(p.stdout.decode(), listing)
+        p = run([os.path.join(BIN, "sendmail"), "-bp"], env=env)
+        self.assertEqual(p.stdout.decode(), listing)
 
     def show(self, qid):
         return run([self.inst.bin("pochta"), "-c", self.inst.confdir,
