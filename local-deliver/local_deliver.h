@@ -1,0 +1,85 @@
+/*
+ * local_deliver.h - local-deliver's private interface: the settings shared
+ * by requests, one delivery request (a job) and the blocking delivery work
+ * run on the libuv thread pool. Agent protocol: pochta-local-deliver(8).
+ */
+#ifndef LOCAL_DELIVER_H
+#define LOCAL_DELIVER_H
+
+#include <pthread.h>
+#include <stddef.h>
+
+#include <uv.h>
+
+#include "queue.h"
+
+struct conf;
+struct resolve;
+struct ld_client;
+
+/*
+ * What a request needs from the configuration. Replaced on reload; jobs
+ * hold a reference so a reload never pulls tables from under a worker.
+ * refs is only touched on the loop thread.
+ */
+struct ld_setup {
+	unsigned refs;
+	struct resolve *resolve;
+	pthread_mutex_t resolve_lock;	/* resolve is not thread-safe */
+	char *mail_directory;
+	char *delimiter;		/* recipient_delimiter characters */
+	int plus_folders;
+	int quota_bounce;
+	size_t max_rcpts;
+};
+
+/* One recipient of a request and, once delivered, its outcome. */
+struct ld_rcpt {
+	size_t index;		/* recipient record in the queue file */
+	char *address;		/* as qmgr sent it */
+	char status[16];	/* RFC 3463 code */
+	char *text;		/* human readable reason */
+};
+
+/* One request: parsed on the loop, delivered on the thread pool. */
+struct ld_job {
+	uv_work_t work;
+	struct ld_job *next;		/* the client's jobs, in order */
+	struct ld_client *client;
+	struct ld_setup *setup;
+	char queue_id[QUEUE_ID_SIZE];
+	int fd;				/* the queue file, read-only */
+	struct ld_rcpt *rcpts;
+	size_t nrcpt;
+	char *error;			/* request refused: why */
+	int done;
+};
+
+/* Build the settings from conf: 0, or -errno and a malloc'd *errstr_r. */
+int ld_setup_new(const struct conf *conf, struct ld_setup **setup_r,
+    char **errstr_r);
+void ld_setup_unref(struct ld_setup **setup);
+
+/*
+ * Deliver the job's message to each recipient and fill in its status and
+ * text; logs one line per recipient. Blocking: thread pool only. Closes
+ * job->fd.
+ */
+void ld_deliver_job(struct ld_job *job);
+
+/*
+ * Split address into the user table key (lower case, extension removed)
+ * and the extension (NULL if none): 0, or -EINVAL for an address without
+ * '@' or with an empty local part. Pure; exported for tests.
+ */
+int ld_address_split(const char *address, const char *delimiter,
+    char **key_r, char **ext_r);
+
+/*
+ * Whether the header section of msg (len bytes, maybe cut short) holds a
+ * Delivered-To: field equal to address, compared without regard to case
+ * and ignoring angle brackets and white space. Pure; exported for tests.
+ */
+int ld_header_delivered_to(const char *msg, size_t len, const char *address);
+
+#endif
