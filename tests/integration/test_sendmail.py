@@ -100,6 +100,15 @@ class SendmailTest(unittest.TestCase):
         self.assertEqual(rcpts, [("R", "alice@example.test")])
         self.assertEqual(header(msg, "Subject"), ["sub"])
 
+    def test_bp_lists_the_queue(self):
+        p = self.run_sendmail(["alice@example.test"], "Subject: bp\n\nx\n")
+        self.one_message(p)
+        qid = os.path.basename(self.new_files()[0])
+        p = self.run_sendmail(["-bp"], b"")
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertIn(qid.encode(), p.stdout)
+        self.assertIn(b"alice@example.test", p.stdout)
+
     def test_pochta_conf_env(self):
         env = dict(os.environ, POCHTA_CONF=self.inst.confdir)
         p = subprocess.run([os.path.join(BIN, "sendmail"),
@@ -398,7 +407,7 @@ class SendmailTest(unittest.TestCase):
                      ["-N", "sometimes", "alice@example.test"],
                      ["-R", "body", "alice@example.test"],
                      ["-B", "binary", "alice@example.test"],
-                     ["-bp"], ["-V", "x" * 101, "alice@example.test"],
+                     ["-bs"], ["-bv", "alice@example.test"], ["-V", "x" * 101, "alice@example.test"],
                      ["not an address"], ["-f", "a@@b", "alice@example.test"]):
             p = self.run_sendmail(args, "x\n")
             self.assertEqual(p.returncode, EX_USAGE, (args, p.stderr))
