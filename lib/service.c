@@ -169,6 +169,7 @@ service_init(const char *program, int argc, char **argv)
 	struct service *svc = xcalloc(1, sizeof(*svc));
 	const char *env, *logerr;
 	char *err = NULL;
+	sigset_t hup;
 
 	svc->program = xstrdup(program);
 	log_set_program(program);
@@ -197,6 +198,11 @@ service_init(const char *program, int argc, char **argv)
 	watch(svc, &svc->sig_term, SIGTERM);
 	watch(svc, &svc->sig_int, SIGINT);
 	watch(svc, &svc->sig_hup, SIGHUP);
+	/* master starts workers with SIGHUP blocked (pochta-master(8)): a
+	 * reload that came while this one was starting is handled now. */
+	sigemptyset(&hup);
+	sigaddset(&hup, SIGHUP);
+	sigprocmask(SIG_UNBLOCK, &hup, NULL);
 	return svc;
 }
 

@@ -257,16 +257,17 @@ child_exec(struct master *m, struct master_svc *svc, pid_t master_pid)
 	    sizeof(char *));
 	size_t n = 3;
 	char nfds[16];
-	sigset_t none;
+	sigset_t hup;
 
-	/* Undo what libuv did to signals in master. */
-	sigemptyset(&none);
-	sigprocmask(SIG_SETMASK, &none, NULL);
+	/* Undo what libuv did to signals in master, except that a reload
+	 * may signal the worker before it has set up its own handler:
+	 * SIGHUP stays blocked across exec, so it neither kills the worker
+	 * nor gets lost; the worker unblocks it once its handler is in
+	 * place and then reads its configuration again. */
+	sigemptyset(&hup);
+	sigaddset(&hup, SIGHUP);
+	sigprocmask(SIG_SETMASK, &hup, NULL);
 	signal(SIGPIPE, SIG_DFL);
-	/* A reload may signal the worker before it has set up its own
-	 * handler: SIGHUP must not kill it meanwhile. exec keeps SIG_IGN;
-	 * the worker's handler replaces it. */
-	signal(SIGHUP, SIG_IGN);
 	argv[0] = c->argv[0][0] == '/' ? xstrdup(c->argv[0]) :
 	    xasprintf("%s/%s", conf_str(m->conf, "daemon_directory"),
 	    c->argv[0]);

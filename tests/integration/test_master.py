@@ -175,6 +175,29 @@ class MasterTest(unittest.TestCase):
         self.assertEqual(good["restarts"], 0)
         self.assertEqual(greet(p1), f"hello good {good['pids'][0]}")
 
+    def test_reload_while_a_worker_starts(self):
+        # The SIGHUP reaches the worker before its handler exists: it must
+        # neither kill the worker nor be lost.
+        port = free_port()
+        record = os.path.join(os.path.dirname(__file__),
+                              f".slow{os.getpid()}")
+        self.addCleanup(lambda: os.path.exists(record) and os.unlink(record))
+        inst = self.instance([("slow", "inet", f"127.0.0.1:{port}", 1,
+                               f"{WORKER} --record {record} "
+                               "--slow-start 2")])
+        inst.start()
+        wait_for(lambda: os.path.exists(record), 5, what="the worker")
+        pid = int(open(record).read().split()[0])
+        inst.reload()
+        line = wait_for(lambda: greet(port), 10, what="the worker's greeting")
+        self.assertEqual(line, f"hello slow {pid}")
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+            rd = s.makefile()
+            rd.readline()
+            s.sendall(b"reloads?\n")
+            self.assertEqual(rd.readline(), "reloads 1\n")
+        self.assertEqual(inst.service("slow")["restarts"], 0)
+
     def test_reload_adds_removes_keeps(self):
         pa, pb, pc = free_port(), free_port(), free_port()
         inst = self.instance([("a", "inet", f"127.0.0.1:{pa}", 1, WORKER),

@@ -12,12 +12,15 @@ configuration) is counted.
 ARGS: --exit N   exit with status N at once (a crashing service).
       --record FILE   append "PID argv... SERVICE CONFDIR" to FILE at start.
       --ignore-term   ignore SIGTERM (a worker that will not stop).
+      --slow-start SECS   sleep before installing the SIGHUP handler (a
+                      worker signalled while it is still starting).
 """
 import os
 import selectors
 import signal
 import socket
 import sys
+import time
 
 
 def main():
@@ -50,8 +53,12 @@ def main():
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
     else:
         signal.signal(signal.SIGTERM, lambda *a: stop.append(1))
+    if "--slow-start" in rest:
+        time.sleep(float(rest[rest.index("--slow-start") + 1]))
     reloads = []
     signal.signal(signal.SIGHUP, lambda *a: reloads.append(1))
+    # master starts workers with SIGHUP blocked (pochta-master(8)).
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGHUP})
     greeting = f"hello {service} {os.getpid()}\n".encode()
     pending = {}
     while not stop:
