@@ -11,11 +11,9 @@
 
 #include <uv.h>
 
-#include "queue.h"
-
+struct agent_req;
 struct conf;
 struct resolve;
-struct ld_client;
 
 /*
  * What a request needs from the configuration. Replaced on reload; jobs
@@ -33,26 +31,14 @@ struct ld_setup {
 	size_t max_rcpts;
 };
 
-/* One recipient of a request and, once delivered, its outcome. */
-struct ld_rcpt {
-	size_t index;		/* recipient record in the queue file */
-	char *address;		/* as qmgr sent it */
-	char status[16];	/* RFC 3463 code */
-	char *text;		/* human readable reason */
-};
-
-/* One request: parsed on the loop, delivered on the thread pool. */
+/*
+ * One request of lib/agent on its way through the thread pool, with the
+ * settings it started under.
+ */
 struct ld_job {
 	uv_work_t work;
-	struct ld_job *next;		/* the client's jobs, in order */
-	struct ld_client *client;
+	struct agent_req *req;
 	struct ld_setup *setup;
-	char queue_id[QUEUE_ID_SIZE];
-	int fd;				/* the queue file, read-only */
-	struct ld_rcpt *rcpts;
-	size_t nrcpt;
-	char *error;			/* request refused: why */
-	int done;
 };
 
 /* Build the settings from conf: 0, or -errno and a malloc'd *errstr_r. */
@@ -61,16 +47,18 @@ int ld_setup_new(const struct conf *conf, struct ld_setup **setup_r,
 void ld_setup_unref(struct ld_setup **setup);
 
 /*
- * Deliver the job's message to each recipient and fill in its status and
- * text; logs one line per recipient. Blocking: thread pool only. Closes
- * job->fd.
+ * Deliver the request's message to each recipient and fill in its status
+ * and text; logs one line per recipient. Blocking: thread pool only.
+ * Closes the request's descriptor (job->req->fd becomes -1).
  */
 void ld_deliver_job(struct ld_job *job);
 
 /*
- * Split address into the user table key (lower case, extension removed)
- * and the extension (NULL if none): 0, or -EINVAL for an address without
- * '@' or with an empty local part. Pure; exported for tests.
+ * Split address into the user table key (lower case, extension removed,
+ * in the queue's canonical form) and the extension (NULL if none). A quoted
+ * local part is unquoted first, so the extension is cut where smtpd cut it.
+ * 0, or -EINVAL for an address without '@', with an empty local part, or
+ * with a quoted one that does not parse. Pure; exported for tests.
  */
 int ld_address_split(const char *address, const char *delimiter,
     char **key_r, char **ext_r);

@@ -15,6 +15,8 @@
 #include <sys/time.h>
 #include <unistd.h>
 
+#include "address.h"
+#include "agent.h"
 #include "auth.h"
 #include "buf.h"
 #include "conf.h"
@@ -71,31 +73,74 @@ int
 ld_address_split(const char *address, const char *delimiter, char **key_r,
     char **ext_r)
 {
-	const char *at = strrchr(address, '@');
+	struct address *a = NULL, *user = NULL;
+	const char *local, *domain, *at, *errstr;
 	size_t llen, cut;
-	char *key, *ext = NULL;
+	struct buf q;
+	char *key;
 
-	if (at == NULL || at == address || at[1] == '\0')
-		return -EINVAL;
-	llen = (size_t)(at - address);
+	*key_r = *ext_r = NULL;
+	if (address[0] == '"') {
+		/*
+		 * The queue holds a quoted local part as the client sent it
+		 * ("alice+a b"@...); smtpd accepted it on the unquoted one,
+		 * so user and extension are cut from that, too.
+		 */
+		if (address_parse_mailbox(address, strlen(address),
+		    ADDRESS_SMTPUTF8, &a, &errstr) < 0)
+			return -EINVAL;
+		local = a->local;
+		llen = strlen(local);
+		domain = a->domain;
+	} else {
+		if ((at = strrchr(address, '@')) == NULL || at == address ||
+		    at[1] == '\0')
+			return -EINVAL;
+		local = address;
+		llen = (size_t)(at - address);
+		domain = at + 1;
+	}
 	cut = llen;
-	if (delimiter != NULL && *delimiter != '\0') {
+	if (delimiter != NULL && *delimiter != '\0')
 		for (size_t i = 0; i < llen; i++)
-			if (strchr(delimiter, address[i]) != NULL) {
+			if (strchr(delimiter, local[i]) != NULL) {
 				cut = i;
 				break;
 			}
-	}
 	/* "+tag@dom" has no user: keep it whole, the lookup will fail. */
 	if (cut == 0)
 		cut = llen;
-	key = xasprintf("%.*s%s", (int)cut, address, at);
+	/*
+	 * The key is the user part in the queue's canonical form: as it is
+	 * when that parses (a dot-atom), else quoted as address.c quotes it.
+	 * A part that fits neither (too long once quoted) is looked up as
+	 * it is; no table key can match it.
+	 */
+	key = xasprintf("%.*s@%s", (int)cut, local, domain);
+	if (address_parse_mailbox(key, strlen(key), ADDRESS_SMTPUTF8, &user,
+	    &errstr) < 0) {
+		buf_init(&q, 0);
+		buf_puts(&q, "\"");
+		for (size_t i = 0; i < cut; i++) {
+			if (local[i] == '"' || local[i] == '\\')
+				buf_puts(&q, "\\");
+			buf_append(&q, &local[i], 1);
+		}
+		buf_printf(&q, "\"@%s", domain);
+		if (address_parse_mailbox(q.data, q.len, ADDRESS_SMTPUTF8,
+		    &user, &errstr) == 0) {
+			free(key);
+			key = xstrdup(user->canonical);
+		}
+		buf_release(&q);
+	}
+	address_free(&user);
 	for (char *p = key; *p != '\0'; p++)
 		*p = (char)tolower((unsigned char)*p);
-	if (cut < llen)
-		ext = xstrndup(address + cut + 1, llen - cut - 1);
 	*key_r = key;
-	*ext_r = ext;
+	if (cut < llen)
+		*ext_r = xstrndup(local + cut + 1, llen - cut - 1);
+	address_free(&a);
 	return 0;
 }
 
@@ -161,11 +206,11 @@ ld_header_delivered_to(const char *msg, size_t len, const char *address)
 }
 
 static void
-rcpt_set(struct ld_rcpt *rc, const char *status, const char *fmt, ...)
+rcpt_set(struct agent_rcpt *rc, const char *status, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
 static void
-rcpt_set(struct ld_rcpt *rc, const char *status, const char *fmt, ...)
+rcpt_set(struct agent_rcpt *rc, const char *status, const char *fmt, ...)
 {
 	va_list ap;
 
@@ -178,7 +223,7 @@ rcpt_set(struct ld_rcpt *rc, const char *status, const char *fmt, ...)
 
 /* The status for a mailstore failure: never a bounce but for quota. */
 static void
-store_failure(const struct ld_setup *s, struct ld_rcpt *rc, int r,
+store_failure(const struct ld_setup *s, struct agent_rcpt *rc, int r,
     const char *err)
 {
 	if (r == -EDQUOT)
@@ -247,7 +292,7 @@ copy_message(struct queue_file *qf, struct mailstore_delivery *d, char *chunk,
 }
 
 static void
-deliver_one(struct ld_job *job, struct queue_file *qf, struct ld_rcpt *rc,
+deliver_one(struct ld_job *job, struct queue_file *qf, struct agent_rcpt *rc,
     const char *header, size_t hlen, const char *eol, char *chunk)
 {
 	struct ld_setup *s = job->setup;
@@ -305,9 +350,9 @@ deliver_one(struct ld_job *job, struct queue_file *qf, struct ld_rcpt *rc,
 
 	buf_puts(&pre, "Return-Path: <");
 	put_safe(&pre, env->sender);
-	buf_printf(&pre, ">%sDelivered-To: <", eol);
+	buf_printf(&pre, ">%sDelivered-To: ", eol);
 	put_safe(&pre, rc->address);
-	buf_printf(&pre, ">%s", eol);
+	buf_puts(&pre, eol);
 
 	if ((r = mailstore_deliver_begin(store, folder,
 	    pre.len + queue_file_msg_size(qf), &d, &err)) < 0 ||
@@ -336,13 +381,13 @@ out:
 }
 
 static void
-log_result(const struct ld_job *job, const struct ld_rcpt *rc, double delay)
+log_result(const struct ld_job *job, const struct agent_rcpt *rc, double delay)
 {
 	const char *what = rc->status[0] == '2' ? "sent" :
 	    rc->status[0] == '5' ? "bounced" : "deferred";
 
 	log_info("%s: to=<%s>, relay=local, delay=%.2f, dsn=%s, "
-	    "status=%s (%s)", job->queue_id, rc->address, delay, rc->status,
+	    "status=%s (%s)", job->req->queue_id, rc->address, delay, rc->status,
 	    what, rc->text);
 }
 
@@ -382,23 +427,23 @@ ld_deliver_job(struct ld_job *job)
 	double delay;
 	int r;
 
-	if ((r = queue_file_fdopen(job->fd, 0, &qf, &err)) < 0) {
-		close(job->fd);
-		job->fd = -1;
-		for (size_t i = 0; i < job->nrcpt; i++) {
-			rcpt_set(&job->rcpts[i], "4.3.0",
+	if ((r = queue_file_fdopen(job->req->fd, 0, &qf, &err)) < 0) {
+		close(job->req->fd);
+		job->req->fd = -1;
+		for (size_t i = 0; i < job->req->nrcpt; i++) {
+			rcpt_set(&job->req->rcpts[i], "4.3.0",
 			    "cannot read queue file: %s", err);
-			log_result(job, &job->rcpts[i], 0);
+			log_result(job, &job->req->rcpts[i], 0);
 		}
 		return;
 	}
-	job->fd = -1;
+	job->req->fd = -1;
 	env = queue_file_env(qf);
-	if (strcmp(env->id, job->queue_id) != 0) {
-		for (size_t i = 0; i < job->nrcpt; i++) {
-			rcpt_set(&job->rcpts[i], "5.5.4",
-			    "queue file is not %s", job->queue_id);
-			log_result(job, &job->rcpts[i], 0);
+	if (strcmp(env->id, job->req->queue_id) != 0) {
+		for (size_t i = 0; i < job->req->nrcpt; i++) {
+			rcpt_set(&job->req->rcpts[i], "5.5.4",
+			    "queue file is not %s", job->req->queue_id);
+			log_result(job, &job->req->rcpts[i], 0);
 		}
 		queue_file_free(&qf);
 		return;
@@ -411,15 +456,15 @@ ld_deliver_job(struct ld_job *job)
 			eol = "\r\n";
 	}
 	chunk = xmalloc(LD_CHUNK);
-	for (size_t i = 0; i < job->nrcpt; i++) {
-		deliver_one(job, qf, &job->rcpts[i],
+	for (size_t i = 0; i < job->req->nrcpt; i++) {
+		deliver_one(job, qf, &job->req->rcpts[i],
 		    hdr.data != NULL ? hdr.data : "", hdr.len, eol, chunk);
 		gettimeofday(&now, NULL);
 		delay = (double)(now.tv_sec - env->arrival_sec) +
 		    (double)(now.tv_usec - env->arrival_usec) / 1e6;
 		if (delay < 0)
 			delay = 0;
-		log_result(job, &job->rcpts[i], delay);
+		log_result(job, &job->req->rcpts[i], delay);
 	}
 	free(chunk);
 	buf_release(&hdr);

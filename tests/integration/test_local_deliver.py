@@ -144,7 +144,7 @@ class LocalDeliverTest(unittest.TestCase):
         return groups(reply), msg, env
 
     def expected(self, msg, sender, rcpt):
-        return (f"Return-Path: <{sender}>\r\nDelivered-To: <{rcpt}>\r\n"
+        return (f"Return-Path: <{sender}>\r\nDelivered-To: {rcpt}\r\n"
                 .encode() + msg)
 
     def read(self, path):

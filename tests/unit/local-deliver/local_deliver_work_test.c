@@ -46,6 +46,25 @@ test_split(void **state)
 	split("+x@example.test", "+", "+x@example.test", NULL);
 	/* The last @ separates the domain. */
 	split("\"a@b\"@example.test", "+", "\"a@b\"@example.test", NULL);
+	/*
+	 * A quoted local part is cut unquoted, as smtpd checked it: the user
+	 * is a plain key, the extension keeps what the quotes allowed.
+	 */
+	split("\"Alice+../../bob\"@example.test", "+", "alice@example.test",
+	    "../../bob");
+	split("\"alice+a b\"@example.test", "+", "alice@example.test", "a b");
+	split("\"alice\"@example.test", "+", "alice@example.test", NULL);
+	split("\"a b+x\"@example.test", "+", "\"a b\"@example.test", "x");
+	split("\"a\\\"b+x\"@example.test", "+", "\"a\\\"b\"@example.test",
+	    "x");
+	split("\"a..b+x\"@example.test", "+", "\"a..b\"@example.test", "x");
+	/* 64 octets: fine bare, too long once quoted; still one key. */
+	split("aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+	    "@example.test", "+",
+	    "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+	    "@example.test", NULL);
+	assert_int_equal(ld_address_split("\"unterminated@example.test", "+",
+	    &k, &e), -EINVAL);
 	assert_int_equal(ld_address_split("nodomain", "+", &k, &e), -EINVAL);
 	assert_int_equal(ld_address_split("@example.test", "+", &k, &e),
 	    -EINVAL);
