@@ -23,6 +23,20 @@ dsn_date(char *out, size_t size, int64_t t)
 }
 
 /*
+ * Does the text quote an SMTP reply ("550 5.1.1 ...")? Then its
+ * Diagnostic-Code type is "smtp"; pochta's own texts are "X-Pochta"
+ * (RFC 3464 2.3.6).
+ */
+static int
+dsn_is_smtp_reply(const char *text)
+{
+	return text[0] >= '2' && text[0] <= '5' &&
+	    text[1] >= '0' && text[1] <= '9' &&
+	    text[2] >= '0' && text[2] <= '9' &&
+	    (text[3] == ' ' || text[3] == '-' || text[3] == '\0');
+}
+
+/*
  * Append "name: value" with value cleaned of control bytes and folded at
  * white space so no line passes 78 columns when that is possible.
  */
@@ -118,7 +132,8 @@ dsn_build(struct buf *out, const struct dsn_info *info,
 	    (r = buf_printf(out, "To: <%s>\r\n", info->to)) < 0 ||
 	    (r = buf_printf(out, "Subject: %s\r\n",
 	    strcmp(what, "delivered") == 0 ? "Successful Mail Delivery Report" :
-	    strcmp(what, "delayed") == 0 ? "Delayed Mail (still being retried)" :
+	    strcmp(what, "delayed") == 0 ?
+	    "Delayed Mail (still being retried)" :
 	    "Undelivered Mail Returned to Sender")) < 0 ||
 	    (r = buf_printf(out, "Date: %s\r\n", date)) < 0 ||
 	    (r = buf_printf(out, "Auto-Submitted: auto-replied\r\n"
@@ -191,14 +206,27 @@ dsn_build(struct buf *out, const struct dsn_info *info,
 		if ((r = buf_printf(out, "Action: %s\r\nStatus: %s\r\n",
 		    rc->action, rc->status)) < 0)
 			return r;
+		if (rc->remote_mta != NULL && *rc->remote_mta != '\0') {
+			snprintf(v, sizeof(v), "dns; %s", rc->remote_mta);
+			if ((r = dsn_field(out, "Remote-MTA", v)) < 0)
+				return r;
+		}
 		if (rc->diag != NULL && *rc->diag != '\0') {
-			snprintf(v, sizeof(v), "smtp; %s", rc->diag);
+			snprintf(v, sizeof(v), "%s; %s",
+			    dsn_is_smtp_reply(rc->diag) ? "smtp" : "X-Pochta",
+			    rc->diag);
 			if ((r = dsn_field(out, "Diagnostic-Code", v)) < 0)
 				return r;
 		}
 		if (rc->last_attempt > 0) {
 			dsn_date(date, sizeof(date), rc->last_attempt);
 			if ((r = buf_printf(out, "Last-Attempt-Date: %s\r\n",
+			    date)) < 0)
+				return r;
+		}
+		if (rc->will_retry_until > 0) {
+			dsn_date(date, sizeof(date), rc->will_retry_until);
+			if ((r = buf_printf(out, "Will-Retry-Until: %s\r\n",
 			    date)) < 0)
 				return r;
 		}

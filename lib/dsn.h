@@ -18,6 +18,8 @@ struct dsn_rcpt {
 	const char *status;	/* "5.1.1" */
 	const char *diag;	/* agent's text, or NULL */
 	int64_t last_attempt;	/* seconds since 1970, 0: none */
+	const char *remote_mta;	/* host that answered, or NULL (2.3.5) */
+	int64_t will_retry_until; /* for "delayed", 0: omitted (2.3.9) */
 };
 
 struct dsn_info {

@@ -70,7 +70,7 @@ test_structure(void **state)
 	assert_non_null(strstr(out.data,
 	    "Final-Recipient: rfc822; alice@example.test\r\n"
 	    "Action: failed\r\nStatus: 5.1.1\r\n"
-	    "Diagnostic-Code: smtp; unknown user\r\n"
+	    "Diagnostic-Code: X-Pochta; unknown user\r\n"
 	    "Last-Attempt-Date: "));
 	assert_non_null(strstr(out.data, "Content-Type: message/rfc822\r\n"
 	    "\r\nSubject: hi\r\n"));
@@ -122,7 +122,7 @@ test_long_diag_folded(void **state)
 	r = rcpt(diag);
 	buf_init(&out, 0);
 	assert_int_equal(dsn_build(&out, &i, &r, 1, msg, strlen(msg)), 0);
-	p = strstr(out.data, "Diagnostic-Code: smtp; word from-remote");
+	p = strstr(out.data, "Diagnostic-Code: X-Pochta; word from-remote");
 	assert_non_null(p);
 	/* Every line of the report stays within 78 columns, no bare LF. */
 	for (line = p; *line != '\0' && strncmp(line, "Last-", 5) != 0;) {
@@ -185,6 +185,79 @@ test_several_and_limits(void **state)
 	assert_int_equal(dsn_header_len("a: b\n\nc", 7), 6);
 }
 
+static void
+test_remote_mta_will_retry(void **state)
+{
+	struct dsn_info i = info();
+	struct dsn_rcpt r[2];
+	struct buf out;
+
+	(void)state;
+	r[0] = rcpt("451 try later");
+	r[0].action = "delayed";
+	r[0].status = "4.7.1";
+	r[0].remote_mta = "mx1.example.org";
+	r[0].will_retry_until = 1700432000;
+	r[1] = rcpt(NULL);
+	r[1].address = "carol@example.test";
+	buf_init(&out, 0);
+	assert_int_equal(dsn_build(&out, &i, r, 2, msg, strlen(msg)), 0);
+	/* RFC 3464 2.3 field order: Remote-MTA before Diagnostic-Code. */
+	assert_non_null(strstr(out.data,
+	    "Action: delayed\r\nStatus: 4.7.1\r\n"
+	    "Remote-MTA: dns; mx1.example.org\r\n"
+	    "Diagnostic-Code: smtp; 451 try later\r\n"
+	    "Last-Attempt-Date: "));
+	assert_non_null(strstr(out.data,
+	    "Will-Retry-Until: Sun, 19 Nov 2023 22:13:20 +0000\r\n"));
+	assert_non_null(strstr(out.data, "Subject: Delayed Mail"));
+	/* Neither field for the recipient that has none. */
+	assert_null(strstr(strstr(out.data, "carol@example.test\r\n"
+	    "Action"), "Remote-MTA"));
+	assert_null(strstr(strstr(out.data, "carol@example.test\r\n"
+	    "Action"), "Will-Retry-Until"));
+	buf_release(&out);
+}
+
+/* A quoted SMTP reply is of type smtp, anything else X-Pochta. */
+static void
+test_diagnostic_type(void **state)
+{
+	static const struct {
+		const char *diag, *type;
+	} cases[] = {
+		{"550 5.1.1 <a@b>: no such user", "smtp"},
+		{"421-busy", "smtp"},
+		{"250", "smtp"},
+		{"5.2.2 mailbox full", "X-Pochta"},
+		{"mail loops back to myself", "X-Pochta"},
+		{"600 not a reply", "X-Pochta"},
+		{"55 short", "X-Pochta"},
+		{"5500 long", "X-Pochta"},
+		{"", NULL},
+	};
+	struct dsn_info i = info();
+
+	(void)state;
+	for (size_t k = 0; k < sizeof(cases) / sizeof(cases[0]); k++) {
+		struct dsn_rcpt r = rcpt(cases[k].diag);
+		struct buf out;
+		char want[128];
+
+		buf_init(&out, 0);
+		assert_int_equal(dsn_build(&out, &i, &r, 1, msg, strlen(msg)),
+		    0);
+		if (cases[k].type == NULL) {
+			assert_null(strstr(out.data, "Diagnostic-Code"));
+		} else {
+			snprintf(want, sizeof(want), "Diagnostic-Code: %s; %s\r\n",
+			    cases[k].type, cases[k].diag);
+			assert_non_null(strstr(out.data, want));
+		}
+		buf_release(&out);
+	}
+}
+
 int
 main(void)
 {
@@ -194,6 +267,8 @@ main(void)
 		cmocka_unit_test(test_long_diag_folded),
 		cmocka_unit_test(test_8bit_original),
 		cmocka_unit_test(test_several_and_limits),
+		cmocka_unit_test(test_remote_mta_will_retry),
+		cmocka_unit_test(test_diagnostic_type),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
