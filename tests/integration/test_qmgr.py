@@ -13,7 +13,7 @@ import time
 import unittest
 
 from pochta_instance import wait_for
-from smtp_util import smtp_instance, queued
+from smtp_util import PASSWORD, smtp_instance, queued
 
 
 def decode(v):
@@ -53,9 +53,12 @@ def read_queue_fd(fd):
 
 class FakeAgent:
     """A delivery agent on spool/private/NAME: policy(rcpt) gives
-    (status, text) or None to not answer at all."""
+    (status, text), (status, text, relay) or None to not answer at all.
+    raw(request, rcpts), when given, replaces the policy: it returns the
+    reply bytes to send, or None to close the connection unanswered."""
 
-    def __init__(self, inst, name, policy=None):
+    def __init__(self, inst, name, policy=None, raw=None):
+        self.raw = raw
         self.path = os.path.join(inst.spool, "private", name)
         os.makedirs(os.path.dirname(self.path), exist_ok=True)
         if os.path.exists(self.path):
@@ -111,6 +114,12 @@ class FakeAgent:
                         rcpts.append((idx, v))
                 with self.lock:
                     self.requests.append((req.get("nexthop"), rcpts))
+                if self.raw is not None:
+                    out = self.raw(req, rcpts)
+                    if out is None:
+                        return
+                    c.sendall(out)
+                    continue
                 for idx, rcpt in rcpts:
                     ans = self.policy(rcpt)
                     if ans is None:
@@ -122,6 +131,8 @@ class FakeAgent:
                                  env))
                     reply += (f"rcpt_index={idx}\nrcpt={encode(rcpt)}\n"
                               f"status={ans[0]}\ntext={encode(ans[1])}\n")
+                    if len(ans) > 2:
+                        reply += f"relay={encode(ans[2])}\n"
                 if not reply and any(self.policy(r) is None
                                      for _, r in rcpts):
                     time.sleep(30)
@@ -173,10 +184,14 @@ class QmgrTest(unittest.TestCase):
         return self.remote_answers.get(rcpt, ("2.0.0", "250 ok"))
 
     def send(self, sender, rcpts, body="Subject: test\r\n\r\nhello\r\n",
-             mail_options=(), rcpt_options=()):
+             mail_options=(), rcpt_options=(), auth=False):
+        """Send one message; auth logs in as bob so that remote
+        recipients are relayed."""
         with smtplib.SMTP("127.0.0.1", self.inst.port("smtp"),
                           timeout=10) as s:
             s.ehlo("client.test")
+            if auth:
+                s.login("bob@example.test", PASSWORD)
             s.mail(sender, list(mail_options))
             for r in rcpts:
                 code, text = s.rcpt(r, list(rcpt_options))
@@ -422,6 +437,42 @@ class QmgrTest(unittest.TestCase):
                  what="8 deliveries")
         self.assertEqual(state["max"], 2)
 
+    def test_transport_process_and_destination_limits(self):
+        lock = threading.Lock()
+        state = {"now": 0, "max": 0, "hop": {}, "hopmax": {}}
+
+        def pol(rcpt):
+            hop = rcpt.split("@")[1]
+            with lock:
+                state["now"] += 1
+                state["max"] = max(state["max"], state["now"])
+                state["hop"][hop] = state["hop"].get(hop, 0) + 1
+                state["hopmax"][hop] = max(state["hopmax"].get(hop, 0),
+                                           state["hop"][hop])
+            time.sleep(0.4)
+            with lock:
+                state["now"] -= 1
+                state["hop"][hop] -= 1
+            return ("2.0.0", "250 ok")
+        self.remote_policy = pol
+        self.start(smtp_process_limit="3",
+                   smtp_destination_concurrency_limit="1")
+        domains = ["a.test", "b.test", "c.test", "d.test", "e.test"]
+        with smtplib.SMTP("127.0.0.1", self.inst.port("smtp"),
+                          timeout=10) as s:
+            s.login("bob@example.test", PASSWORD)
+            for n in range(3):
+                for d in domains:
+                    s.sendmail("bob@example.test", [f"u{n}@{d}"],
+                               f"Subject: {n}\r\n\r\nx\r\n")
+        wait_for(lambda: len(self.smtp_out.delivered) == 15, 30,
+                 what="15 deliveries")
+        # smtp_process_limit caps the transport, the destination limit
+        # each next hop, and both are reached.
+        self.assertEqual(state["max"], 3)
+        self.assertEqual(set(state["hopmax"].values()), {1})
+        wait_for(self.empty, 10, what="empty queue")
+
     def test_kill_mid_delivery_recovers(self):
         hang = {"on": True}
 
@@ -490,6 +541,227 @@ class QmgrTest(unittest.TestCase):
         self.assertTrue(r["status"].startswith("5"))
         r = self.ctl(request="bogus")
         self.assertTrue(r["status"].startswith("5"))
+
+    # -- relay= in agent replies, delay warnings --------------------------
+    def statuses(self, rcpt):
+        """The per-recipient groups of the DSN delivered to rcpt, by
+        Final-Recipient address."""
+        st = self.dsn_to(rcpt).get_payload()[1].get_payload()
+        return {g["Final-Recipient"].split(";")[1].strip(): g
+                for g in st[1:]}
+
+    def test_relay_attribute_in_log_and_dsn(self):
+        mx = "mx1.remote.test[127.0.0.5]:25"
+        self.remote_answers = {
+            "carol@remote.test": ("5.7.1", "550 5.7.1 go away", mx),
+            "dave@remote.test": ("2.0.0", "250 ok", mx),
+            "erin@other.test": ("5.1.1", "550 no such user")}
+        self.start()
+        qid = self.send("bob@example.test", ["carol@remote.test",
+                        "dave@remote.test", "erin@other.test"], auth=True)
+        wait_for(lambda: self.local.to("bob@example.test"), 10,
+                 what="bounce")
+        self.inst.wait_for_log(
+            qid + r": to=<dave@remote\.test>, relay=mx1\.remote\.test"
+            r"\[127\.0\.0\.5\]:25, delay=[0-9.]+, dsn=2\.0\.0, "
+            r"status=sent \(250 ok\)$")
+        self.inst.wait_for_log(
+            qid + r": to=<erin@other\.test>, relay=other\.test, "
+            r"delay=[0-9.]+, dsn=5\.1\.1, status=bounced")
+        groups = self.statuses("bob@example.test")
+        self.assertEqual(set(groups), {"carol@remote.test",
+                                       "erin@other.test"})
+        self.assertEqual(groups["carol@remote.test"]["Remote-MTA"].strip(),
+                         "dns; mx1.remote.test")
+        # Without relay= the next hop is the remote MTA.
+        self.assertEqual(groups["erin@other.test"]["Remote-MTA"].strip(),
+                         "dns; other.test")
+        wait_for(self.empty, 10, what="empty queue")
+
+    def delay_notices(self):
+        with self.local.lock:
+            return [d for d in self.local.delivered
+                    if d[1] == "bob@example.test" and
+                    b"Action: delayed" in d[3]]
+
+    def test_delay_warning_once(self):
+        self.answers = {"alice@example.test": ("4.2.1", "mailbox busy")}
+        self.start(delay_warning_time="2s")
+        q1 = self.send("bob@example.test", ["alice@example.test"],
+                       body="Subject: m1\r\n\r\nx\r\n")
+        # No DELAY in the NOTIFY list, NOTIFY=NEVER, and the null sender:
+        # no warning for these.
+        self.send("bob@example.test", ["alice@example.test"],
+                  body="Subject: m2\r\n\r\nx\r\n",
+                  rcpt_options=["NOTIFY=FAILURE"])
+        self.send("bob@example.test", ["alice@example.test"],
+                  body="Subject: m3\r\n\r\nx\r\n",
+                  rcpt_options=["NOTIFY=NEVER"])
+        self.send("<>", ["alice@example.test"],
+                  body="Subject: m4\r\n\r\nx\r\n")
+        wait_for(self.delay_notices, 15, what="delay warning")
+        self.inst.wait_for_log(q1 + ": sender delay notification: ")
+        # Several more retries, and a restart of qmgr: still one warning.
+        time.sleep(4)
+        pid = int(re.findall(r"pochta/qmgr\[(\d+)\]", self.inst.log())[-1])
+        os.kill(pid, signal.SIGKILL)
+        wait_for(lambda: len(set(re.findall(r"pochta/qmgr\[(\d+)\]",
+                                            self.inst.log()))) > 1, 20,
+                 what="qmgr restarted")
+        time.sleep(5)
+        notices = self.delay_notices()
+        self.assertEqual(len(notices), 1)
+        m = email.message_from_bytes(notices[0][3],
+                                     policy=email.policy.compat32)
+        self.assertTrue(m["Subject"].startswith("Delayed Mail"))
+        st = m.get_payload()[1].get_payload()
+        self.assertEqual(st[0]["X-Pochta-Queue-ID"].strip(), q1)
+        self.assertEqual(len(st), 2)
+        g = st[1]
+        self.assertEqual(g["Final-Recipient"].strip(),
+                         "rfc822; alice@example.test")
+        self.assertEqual(g["Action"].strip(), "delayed")
+        self.assertEqual(g["Status"].strip(), "4.2.1")
+        self.assertIn("mailbox busy", g["Diagnostic-Code"])
+        self.assertIsNotNone(g["Will-Retry-Until"])
+        # The messages are still queued, being retried.
+        self.assertEqual(len(queued(self.inst, "deferred")) +
+                         len(queued(self.inst, "active")), 4)
+
+    # -- routing ----------------------------------------------------------
+    def test_route_relayhost(self):
+        self.start(relayhost="[relay.test]:2525")
+        self.send("bob@example.test", ["dave@far.test",
+                                       "alice@example.test"], auth=True)
+        wait_for(lambda: self.smtp_out.to("dave@far.test") and
+                 self.local.to("alice@example.test"), 10, what="delivery")
+        self.assertEqual(self.smtp_out.to("dave@far.test")[0][2],
+                         "[relay.test]:2525")
+        # Our own domains ignore the relayhost.
+        self.assertEqual(self.local.to("alice@example.test")[0][2], "local")
+        self.assertEqual(self.smtp_out.to("alice@example.test"), [])
+        self.inst.wait_for_log(r"to=<dave@far\.test>, relay=\[relay\.test\]"
+                               r":2525, delay=")
+        wait_for(self.empty, 10, what="empty queue")
+
+    def test_route_transport_maps(self):
+        self.start(relayhost="relay.test")
+        self.build_map("transport", "far.test smtp:[127.0.0.9]:2526\n"
+                       "localish.test local\n"
+                       "special@far.test smtp:[special.test]\n",
+                       "transport_maps")
+        self.inst.reload()
+        time.sleep(1)
+        self.send("bob@example.test", ["x@far.test", "special@far.test",
+                                       "y@localish.test", "z@else.test"],
+                  auth=True)
+        wait_for(lambda: self.smtp_out.to("x@far.test") and
+                 self.smtp_out.to("special@far.test") and
+                 self.smtp_out.to("z@else.test") and
+                 self.local.to("y@localish.test"), 10, what="deliveries")
+        self.assertEqual(self.smtp_out.to("x@far.test")[0][2],
+                         "[127.0.0.9]:2526")
+        # A per-address entry wins over its domain's.
+        self.assertEqual(self.smtp_out.to("special@far.test")[0][2],
+                         "[special.test]")
+        self.assertEqual(self.local.to("y@localish.test")[0][2], "local")
+        # No entry: the relayhost.
+        self.assertEqual(self.smtp_out.to("z@else.test")[0][2],
+                         "relay.test")
+        # One request per (transport, next hop).
+        self.assertEqual(sorted(h for h, _ in self.smtp_out.requests),
+                         ["[127.0.0.9]:2526", "[special.test]",
+                          "relay.test"])
+        wait_for(self.empty, 10, what="empty queue")
+
+    # -- agents that misbehave --------------------------------------------
+    def raw_local(self, raw):
+        """Replace the local agent by one answering through raw."""
+        self.local.close()
+        self.local = FakeAgent(self.inst, "local", self.policy, raw=raw)
+        self.addCleanup(self.local.close)
+
+    def ok_reply(self, rcpts):
+        return "".join(f"rcpt_index={i}\nrcpt={encode(r)}\nstatus=2.0.0\n"
+                       f"text=delivered\n" for i, r in rcpts).encode() + \
+            b"\n"
+
+    def test_hung_agent_deferred_then_delivered(self):
+        calls = []
+
+        def raw(req, rcpts):
+            calls.append(req["queue_id"])
+            if len(calls) == 1:
+                time.sleep(15)      # accepts, never answers in time
+                return None
+            return self.ok_reply(rcpts)
+        self.start(qmgr_delivery_timeout="2s")
+        self.raw_local(raw)
+        qid = self.send("bob@example.test", ["alice@example.test"])
+        self.inst.wait_for_log(
+            qid + r": to=<alice@example\.test>, relay=local, delay=[0-9.]+, "
+            r"dsn=4\.4\.0, status=deferred \(delivery agent did not answer "
+            r"in time\)", 10)
+        self.inst.wait_for_log(qid + r": to=<alice@example\.test>, "
+                               r"relay=local, .*status=sent", 15)
+        wait_for(self.empty, 10, what="empty queue")
+        self.assertEqual(len(calls), 2)
+
+    def test_agent_closes_mid_request(self):
+        calls = []
+
+        def raw(req, rcpts):
+            calls.append(req["queue_id"])
+            return None if len(calls) == 1 else self.ok_reply(rcpts)
+        self.start()
+        self.raw_local(raw)
+        qid = self.send("bob@example.test", ["alice@example.test"])
+        self.inst.wait_for_log(
+            qid + r": to=<alice@example\.test>, relay=local, .*dsn=4\.4\.0, "
+            r"status=deferred \(delivery agent local failed", 10)
+        self.inst.wait_for_log(qid + r": to=<alice@example\.test>, "
+                               r"relay=local, .*status=sent", 15)
+        wait_for(self.empty, 10, what="empty queue")
+
+    def test_agent_garbage_replies(self):
+        garbage = [
+            # Unknown status class, a status that is no status, an index
+            # nobody asked for.
+            lambda r: (f"rcpt_index={r[0][0]}\nstatus=9.9.9\ntext=x\n"
+                       f"rcpt_index={r[1][0]}\nstatus=delivered\n"
+                       f"rcpt_index=77\nstatus=2.0.0\n\n").encode(),
+            # The same index twice (with different answers).
+            lambda r: "".join(f"rcpt_index={i}\nstatus=2.0.0\ntext=a\n"
+                              f"rcpt_index={i}\nstatus=5.0.0\ntext=b\n"
+                              for i, _ in r).encode() + b"\n",
+            # Not the protocol at all.
+            lambda r: b"\x00\xff garbage without equals sign\n\n",
+        ]
+        calls = []
+
+        def raw(req, rcpts):
+            calls.append(req["queue_id"])
+            if len(calls) <= len(garbage):
+                return garbage[len(calls) - 1](rcpts)
+            return self.ok_reply(rcpts)
+        self.start()
+        self.raw_local(raw)
+        qid = self.send("bob@example.test", ["alice@example.test",
+                                             "bob@example.test"])
+        wait_for(lambda: len(calls) > len(garbage), 20,
+                 what="retries past the garbage")
+        wait_for(self.empty, 10, what="empty queue")
+        log = self.inst.log()
+        for rcpt in ("alice", "bob"):
+            deferred = re.findall(qid + rf": to=<{rcpt}@example\.test>, "
+                                  r"relay=local, .*status=deferred", log)
+            self.assertEqual(len(deferred), len(garbage))
+            sent = re.findall(qid + rf": to=<{rcpt}@example\.test>, "
+                              r"relay=local, .*status=sent", log)
+            self.assertEqual(len(sent), 1)
+        self.assertNotRegex(log, qid + ".*status=bounced")
+        self.assertIn("gave no valid answer", log)
+        self.assertTrue(self.inst.status_ok())
 
 
 class QmgrLocalDeliverTest(unittest.TestCase):

@@ -12,7 +12,7 @@
 #include "qmgr.h"
 
 static void
-test_doubling(void **state)
+test_qmgr_backoff_doubling(void **state)
 {
 	(void)state;
 	assert_int_equal(qmgr_backoff(1, 300, 4000), 300);
@@ -24,7 +24,7 @@ test_doubling(void **state)
 }
 
 static void
-test_edges(void **state)
+test_qmgr_backoff_edges(void **state)
 {
 	(void)state;
 	/* ndefer 0 (never deferred) is treated as the first deferral. */
@@ -40,8 +40,8 @@ int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_doubling),
-		cmocka_unit_test(test_edges),
+		cmocka_unit_test(test_qmgr_backoff_doubling),
+		cmocka_unit_test(test_qmgr_backoff_edges),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
