@@ -53,6 +53,7 @@ master_service_free(struct master_service **svcp)
 	free(svc->listen);
 	free(svc->host);
 	free(svc->user);
+	free(svc->chroot);
 	for (size_t i = 0; i < svc->argc; i++)
 		free(svc->argv[i]);
 	free(svc->argv);
@@ -71,6 +72,7 @@ master_service_dup(const struct master_service *src)
 	svc->host = src->host != NULL ? xstrdup(src->host) : NULL;
 	svc->port = src->port;
 	svc->user = src->user != NULL ? xstrdup(src->user) : NULL;
+	svc->chroot = src->chroot != NULL ? xstrdup(src->chroot) : NULL;
 	svc->procs = src->procs;
 	svc->argc = src->argc;
 	svc->argv = xcalloc(src->argc + 1, sizeof(char *));
@@ -141,7 +143,7 @@ master_service_equal(const struct master_service *a,
 	if (strcmp(a->name, b->name) != 0 ||
 	    !master_service_same_listen(a, b) ||
 	    strcmp(a->listen, b->listen) != 0 || !str_equal(a->user, b->user) ||
-	    a->procs != b->procs || a->argc != b->argc)
+	    !str_equal(a->chroot, b->chroot) || a->procs != b->procs || a->argc != b->argc)
 		return 0;
 	for (size_t i = 0; i < a->argc; i++)
 		if (strcmp(a->argv[i], b->argv[i]) != 0)
@@ -259,6 +261,37 @@ parse_unix(struct master_service *svc)
 	return NULL;
 }
 
+/*
+ * The user column: USER or "-", optionally followed by ":DIR", the directory
+ * the workers are chrooted into. Accounts and directories are only checked
+ * where they will be used, by a master running as root.
+ */
+static const char *
+parse_user(struct master_service *svc, const char *word, int check_users)
+{
+	const char *colon = strchr(word, ':');
+	size_t ulen = colon != NULL ? (size_t)(colon - word) : strlen(word);
+	struct stat st;
+
+	if (ulen == 0)
+		return "bad user: expected a user name or -";
+	if (colon != NULL) {
+		if (colon[1] != '/')
+			return "bad chroot: expected an absolute directory "
+			    "after the colon";
+		svc->chroot = xstrdup(colon + 1);
+		if (check_users && (stat(svc->chroot, &st) < 0 ||
+		    !S_ISDIR(st.st_mode)))
+			return "chroot directory does not exist";
+	}
+	if (ulen == 1 && word[0] == '-')
+		return NULL;
+	svc->user = xstrndup(word, ulen);
+	if (check_users && getpwnam(svc->user) == NULL)
+		return "unknown user";
+	return NULL;
+}
+
 static int
 parse_service(const char *path, int line, char **w, size_t nw,
     int check_users, struct master_service **svc_r, char **errstr_r)
@@ -286,13 +319,8 @@ parse_service(const char *path, int line, char **w, size_t nw,
 		err = "bad type: expected inet or unix";
 		word = w[1];
 	}
-	if (err == NULL && strcmp(w[3], "-") != 0) {
-		svc->user = xstrdup(w[3]);
-		if (check_users && getpwnam(w[3]) == NULL) {
-			err = "unknown user";
-			word = w[3];
-		}
-	}
+	if (err == NULL && (err = parse_user(svc, w[3], check_users)) != NULL)
+		word = w[3];
 	if (err == NULL && (svc->procs = (int)parse_number(w[4], 1,
 	    MASTER_CONF_MAX_PROCS)) < 0) {
 		err = "bad procs: expected a number from 1 to 1000";

@@ -31,6 +31,7 @@ struct master_service {
 	char *host;
 	int port;
 	char *user;		/* NULL for "-": the master's own user */
+	char *chroot;		/* from "user:/dir", or NULL */
 	int procs;		/* 1..MASTER_CONF_MAX_PROCS */
 	char **argv;		/* command, then args; NULL-terminated */
 	size_t argc;		/* at least 1 */

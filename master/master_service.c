@@ -228,13 +228,37 @@ child_drop(struct master *m, struct master_svc *svc)
 	}
 }
 
-/* In the child: sockets to fd 3..., stdin from /dev/null, nothing else. */
+/*
+ * In the child, while still root: enter the service's chroot directory. The
+ * program, its libraries and the configuration are then found inside it,
+ * under the same paths (pochta-master.conf(5)).
+ */
 static void
-child_fds(struct master_svc *svc)
+child_chroot(struct master *m, struct master_svc *svc)
 {
-	int tmp[MASTER_MAX_FDS], null;
+	const char *dir = svc->conf->chroot;
 
-	/* Out of the way first: a socket may already sit at fd 3 or 4. */
+	if (!m->privileged || dir == NULL)
+		return;
+	if (chroot(dir) < 0 || chdir("/") < 0) {
+		log_error("service %s: cannot chroot to %s: %s",
+		    svc->conf->name, dir, strerror(errno));
+		_exit(127);
+	}
+}
+
+/*
+ * In the child: sockets to fd 3..., stdin from /dev/null (opened before any
+ * chroot), nothing else.
+ */
+static void
+child_fds(struct master_svc *svc, int null)
+{
+	int tmp[MASTER_MAX_FDS];
+
+	/* Out of the way first: a socket or null may sit at fd 3 or 4. */
+	if ((null = fcntl(null, F_DUPFD_CLOEXEC, 10)) < 0)
+		_exit(127);
 	for (int i = 0; i < svc->n_fds; i++)
 		if ((tmp[i] = fcntl(svc->fds[i], F_DUPFD_CLOEXEC, 10)) < 0)
 			_exit(127);
@@ -242,11 +266,8 @@ child_fds(struct master_svc *svc)
 		if (dup2(tmp[i], 3 + i) < 0)
 			_exit(127);
 	close_range(3 + (unsigned)svc->n_fds, ~0U, CLOSE_RANGE_CLOEXEC);
-	if ((null = open("/dev/null", O_RDONLY)) < 0 ||
-	    dup2(null, STDIN_FILENO) < 0)
+	if (dup2(null, STDIN_FILENO) < 0)
 		_exit(127);
-	if (null != STDIN_FILENO)
-		close(null);
 }
 
 static _Noreturn void
@@ -258,6 +279,7 @@ child_exec(struct master *m, struct master_svc *svc, pid_t master_pid)
 	size_t n = 3;
 	char nfds[16];
 	sigset_t hup;
+	int null;
 
 	/* Undo what libuv did to signals in master, except that a reload
 	 * may signal the worker before it has set up its own handler:
@@ -271,6 +293,12 @@ child_exec(struct master *m, struct master_svc *svc, pid_t master_pid)
 	argv[0] = c->argv[0][0] == '/' ? xstrdup(c->argv[0]) :
 	    xasprintf("%s/%s", conf_str(m->conf, "daemon_directory"),
 	    c->argv[0]);
+	if ((null = open("/dev/null", O_RDONLY | O_CLOEXEC)) < 0) {
+		log_error("service %s: /dev/null: %s", c->name,
+		    strerror(errno));
+		_exit(127);
+	}
+	child_chroot(m, svc);
 	/* Said while the log descriptor is surely still ours. */
 	if (access(argv[0], X_OK) < 0) {
 		log_error("service %s: cannot run %s: %s", c->name, argv[0],
@@ -278,7 +306,7 @@ child_exec(struct master *m, struct master_svc *svc, pid_t master_pid)
 		_exit(127);
 	}
 	child_drop(m, svc);
-	child_fds(svc);
+	child_fds(svc, null);
 	snprintf(nfds, sizeof(nfds), "%d", svc->n_fds);
 	if (setenv("POCHTA_LISTEN_FDS", nfds, 1) < 0 ||
 	    setenv("POCHTA_SERVICE", c->name, 1) < 0 ||

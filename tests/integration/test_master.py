@@ -13,6 +13,7 @@ import socket
 import stat
 import subprocess
 import sys
+import tempfile
 import time
 import unittest
 
@@ -103,9 +104,59 @@ class MasterTest(unittest.TestCase):
         self.assertEqual(p.returncode, 1)
         self.assertIn("exists", p.stderr)
 
+    def test_chroot(self):
+        """user:/dir chroots the workers. master must be root for that:
+        it runs as root of a user namespace the test makes, with a mount
+        namespace in which the jail gets /usr and the test worker by bind
+        mounts."""
+        inst = Instance(self)
+        jail = os.path.join(inst.dir, "jail")
+        here = os.path.dirname(os.path.abspath(__file__))
+        outside = "/pochta-jail-record"
+        self.assertFalse(os.path.exists(outside))
+        self.addCleanup(lambda: os.path.exists(outside) and
+                        os.unlink(outside))
+        port, free = free_port(), free_port()
+        inst.master_conf(
+            f"jailed inet {port} -:{jail} 1 {WORKER} --record {outside}\n"
+            f"free inet {free} - 1 {WORKER}\n")
+        mounts = [f"mkdir -p {jail}{d} && mount --rbind {d} {jail}{d}"
+                  for d in ("/usr", here)]
+        for d in ("/bin", "/lib", "/lib64", "/sbin"):
+            if os.path.islink(d):
+                mounts.append(f"ln -sfn {os.readlink(d)} {jail}{d}")
+            elif os.path.isdir(d):
+                mounts.append(f"mkdir -p {jail}{d} && "
+                              f"mount --rbind {d} {jail}{d}")
+        os.mkdir(jail)
+
+        def start():
+            return subprocess.run(
+                ["unshare", "-rm", "sh", "-ec",
+                 " && ".join(mounts) + ' && exec "$@"', "sh",
+                 inst.bin("pochta"), "-c", inst.confdir, "start"],
+                capture_output=True, text=True, timeout=timeout(60))
+
+        p = start()
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertTrue(greet(port).startswith("hello jailed "))
+        self.assertTrue(greet(free).startswith("hello free "))
+        # The worker wrote "/pochta-jail-record" inside the jail.
+        with open(jail + outside) as f:
+            self.assertIn("jailed", f.read())
+        self.assertFalse(os.path.exists(outside))
+        inst.stop()
+        # A chroot directory that does not exist: master refuses to start.
+        inst.master_conf(f"jailed inet {port} -:{jail}/none 1 {WORKER}\n")
+        p = start()
+        self.assertNotEqual(p.returncode, 0)
+        self.assertIn("chroot directory does not exist",
+                      p.stderr + p.stdout)
+
     def test_worker_contract(self):
-        record = os.path.join(os.path.dirname(__file__), f".rec{os.getpid()}")
-        self.addCleanup(lambda: os.path.exists(record) and os.unlink(record))
+        fd, record = tempfile.mkstemp(prefix="pochta-record.")
+        os.close(fd)
+        self.addCleanup(os.unlink, record)
         port = free_port()
         inst = self.instance([
             ("wild", "inet", str(port), 1,

@@ -218,6 +218,56 @@ test_master_conf_unknown_user(void **state)
 	master_conf_free(&conf);
 }
 
+/* "user:/dir": the workers are chrooted; the directory is checked by root. */
+static void
+test_master_conf_chroot(void **state)
+{
+	struct master_conf *conf = NULL, *other;
+	const struct master_service *s;
+	const char *text;
+	char *err = NULL;
+
+	(void)state;
+	conf = parse_ok("a inet 25 pochta:/var/jail 1 p\n"
+	    "b inet 26 -:/ 1 p\n"
+	    "c inet 27 pochta 1 p\n");
+	s = master_conf_service(conf, 0);
+	assert_string_equal(s->user, "pochta");
+	assert_string_equal(s->chroot, "/var/jail");
+	s = master_conf_service(conf, 1);
+	assert_null(s->user);
+	assert_string_equal(s->chroot, "/");
+	s = master_conf_service(conf, 2);
+	assert_null(s->chroot);
+	/* A changed chroot restarts the service on reload. */
+	other = parse_ok("a inet 25 pochta:/var/jail2 1 p\n");
+	assert_false(master_service_equal(master_conf_service(conf, 0),
+	    master_conf_service(other, 0)));
+	master_conf_free(&other);
+	other = parse_ok("a inet 25 pochta:/var/jail 1 p\n");
+	assert_true(master_service_equal(master_conf_service(conf, 0),
+	    master_conf_service(other, 0)));
+	master_conf_free(&other);
+	master_conf_free(&conf);
+
+	parse_err("a inet 25 pochta: 1 p\n",
+	    "m.conf:1: a 'pochta:': bad chroot");
+	parse_err("a inet 25 pochta:jail 1 p\n",
+	    "m.conf:1: a 'pochta:jail': bad chroot");
+	parse_err("a inet 25 :/jail 1 p\n", "m.conf:1: a ':/jail': bad user");
+	/* Checked only where master will use it, as root. */
+	text = "a inet 25 -:/no/such/dir/here 1 p\n";
+	assert_int_equal(master_conf_parse("m.conf", text, strlen(text), 1,
+	    &conf, &err), -EINVAL);
+	assert_string_equal(err, "m.conf:1: a '-:/no/such/dir/here': "
+	    "chroot directory does not exist");
+	free(err);
+	text = "a inet 25 root:/ 1 p\n";
+	assert_int_equal(master_conf_parse("m.conf", text, strlen(text), 1,
+	    &conf, &err), 0);
+	master_conf_free(&conf);
+}
+
 static void
 test_master_conf_equal(void **state)
 {
@@ -333,6 +383,7 @@ main(void)
 		cmocka_unit_test(test_master_conf_nul_byte),
 		cmocka_unit_test(test_master_conf_distinct_listen_ok),
 		cmocka_unit_test(test_master_conf_unknown_user),
+		cmocka_unit_test(test_master_conf_chroot),
 		cmocka_unit_test(test_master_conf_equal),
 		cmocka_unit_test(test_master_conf_load_file),
 		cmocka_unit_test(test_master_conf_hostile),
