@@ -1,7 +1,8 @@
 """fakedns - a fake DNS server for pochta's integration tests.
 
 Runs ldnsutils' ldns-testns on a free 127.0.0.1 port (UDP and TCP) with a
-data file written from a Zone, waits until it answers, and stops it again.
+data file written from a Zone, waits until it answers (starting it again on
+another port when it fails to bind or to answer), and stops it again.
 Names without records are NXDOMAIN; a name with records answers "no data"
 (with a SOA) for the types it lacks, as a real server would.
 
@@ -161,8 +162,18 @@ def build_query(name, qtype, qid):
     return wire + b"\0" + struct.pack("!HH", TYPES.get(qtype, qtype), 1)
 
 
+class RetryableStart(RuntimeError):
+    """ldns-testns failed at its port, not at the zone: start again."""
+
+
 class FakeDNS:
     """One ldns-testns process serving a Zone on 127.0.0.1."""
+
+    # ldns-testns -r binds one random port; when that port is taken it
+    # tries another on the same socket, which fails ("bind(): Invalid
+    # argument"), or it may never answer. A new process picks a new port.
+    START_ATTEMPTS = 3
+    PROGRAM = "ldns-testns"
 
     def __init__(self, zone):
         self.zone = zone
@@ -176,6 +187,26 @@ class FakeDNS:
         return f"127.0.0.1:{self.port}"
 
     def start(self, timeout=10.0):
+        """Start the server and wait until it answers; a start that fails
+        to bind or to answer is retried on a fresh port within timeout.
+        RuntimeError if it cannot start (a bad zone fails at once)."""
+        deadline = time.monotonic() + timeout
+        for attempt in range(self.START_ATTEMPTS, 0, -1):
+            # Each attempt gets its share of what is left; the normal
+            # path returns at the first answer and never waits for it.
+            budget = (deadline - time.monotonic()) / attempt
+            try:
+                return self._start_once(time.monotonic() + budget)
+            except RetryableStart:
+                self.stop()
+                if attempt == 1:
+                    raise
+            except BaseException:
+                self.stop()
+                raise
+
+    def _start_once(self, deadline):
+        self.port = None
         self.dir = tempfile.mkdtemp(prefix="pochta-fakedns-")
         data = os.path.join(self.dir, "zone.data")
         with open(data, "w") as f:
@@ -185,24 +216,20 @@ class FakeDNS:
         # to a file, so it can never block on a pipe nobody reads.
         with open(self.log, "w") as logf:
             self.proc = subprocess.Popen(
-                ["ldns-testns", "-r", data], stdout=logf,
+                [self.PROGRAM, "-r", data], stdout=logf,
                 stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-        deadline = time.monotonic() + timeout
-        try:
-            while self.port is None:
-                self._read_port()
-                if self.port is None:
-                    self._check_alive()
-                    if time.monotonic() > deadline:
-                        raise RuntimeError("ldns-testns did not start")
-                    time.sleep(0.02)
-            while self.query(PROBE_NAME, "TXT", timeout=0.2) is None:
+        while self.port is None:
+            self._read_port()
+            if self.port is None:
                 self._check_alive()
                 if time.monotonic() > deadline:
-                    raise RuntimeError("ldns-testns does not answer")
-        except BaseException:
-            self.stop()
-            raise
+                    raise RetryableStart("ldns-testns did not start")
+                time.sleep(0.02)
+        # Only our zone's answer counts: another server may own the port.
+        while self.query(PROBE_NAME, "TXT", timeout=0.2) != ("NOERROR", 1):
+            self._check_alive()
+            if time.monotonic() > deadline:
+                raise RetryableStart("ldns-testns does not answer")
         return self
 
     def _read_port(self):
@@ -215,7 +242,10 @@ class FakeDNS:
         if self.proc.poll() is not None:
             with open(self.log, errors="replace") as f:
                 text = f.read()
-            raise RuntimeError(f"ldns-testns exited: {text[-2000:]}")
+            # Only a failure after the zone was read is worth a retry.
+            cls = (RetryableStart if "trying to bind" in text
+                   else RuntimeError)
+            raise cls(f"ldns-testns exited: {text[-2000:]}")
 
     def query(self, name, qtype="A", timeout=1.0, tcp=False):
         """Ask the server; (rcode name, answer count), or None on timeout."""

@@ -5,8 +5,10 @@ own wire-level queries; lib/dns is driven through the dns_test unit binary,
 which runs one lookup when POCHTA_DNS_QUERY and POCHTA_DNS_SERVERS are set.
 """
 import os
+import shutil
 import socket
 import subprocess
+import tempfile
 import time
 import unittest
 
@@ -116,6 +118,56 @@ class HarnessTest(unittest.TestCase):
         self.assertIsNone(dns.dir)
         with self.assertRaises(ValueError):
             fakedns.Zone().add("x.test", "NAPTR", "whatever")
+
+    def test_failed_start_is_retried_on_another_port(self):
+        # A first server that never answers and a second that fails to
+        # bind, as ldns-testns does when its random port is taken; the
+        # third start is the real server.
+        tmp = tempfile.mkdtemp(prefix="pochta-fakedns-test-")
+        self.addCleanup(shutil.rmtree, tmp, ignore_errors=True)
+        silent = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.addCleanup(silent.close)
+        silent.bind(("127.0.0.1", 0))
+        script = os.path.join(tmp, "ldns-testns")
+        with open(script, "w") as f:
+            f.write(f"""#!/bin/sh
+echo "ldns-testns: start"
+echo "trying to bind to port {silent.getsockname()[1]}"
+if mkdir "{tmp}/first" 2>/dev/null; then
+    echo "Listening on port {silent.getsockname()[1]}"
+    exec sleep 60
+fi
+if mkdir "{tmp}/second" 2>/dev/null; then
+    echo "bind(): Invalid argument"
+    exit 1
+fi
+exec ldns-testns "$@"
+""")
+        os.chmod(script, 0o755)
+
+        class Flaky(fakedns.FakeDNS):
+            PROGRAM = script
+
+        dns = Flaky(mail_zone())
+        self.addCleanup(dns.stop)
+        begin = time.monotonic()
+        dns.start(timeout=6)
+        self.assertLess(time.monotonic() - begin, 6)
+        self.assertNotEqual(dns.port, silent.getsockname()[1])
+        self.assertEqual(dns.query("mx1.example.test", "A"), ("NOERROR", 1))
+        # Three failures in a row are an error, and leave nothing behind.
+        for name in ("first", "second"):
+            os.rmdir(os.path.join(tmp, name))
+        with open(script) as f:
+            text = f.read()
+        with open(script, "w") as f:
+            f.write(text.replace('exec ldns-testns "$@"',
+                                 'echo "bind(): Invalid argument"; exit 1'))
+        dns = Flaky(mail_zone())
+        with self.assertRaises(RuntimeError):
+            dns.start(timeout=6)
+        self.assertIsNone(dns.proc)
+        self.assertIsNone(dns.dir)
 
 
 class LibDnsTest(unittest.TestCase):

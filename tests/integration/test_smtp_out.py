@@ -1,13 +1,17 @@
 """smtp-out: whole instances exchanging mail through a fake DNS server
 (pochta-smtp-out(8)), and remote servers in Python that fail, defer,
 demand AUTH or misbehave."""
+import json
 import os
 import re
+import shutil
+import subprocess
+import tempfile
 import time
 import unittest
 
 import fakedns
-from pochta_instance import free_port, wait_for
+from pochta_instance import free_port, timeout, wait_for
 from smtp_out_util import (dsn_report, fake, instance, mailbox, queue_files,
                            start, submit, wait_mail)
 
@@ -17,6 +21,30 @@ FAKE = "127.0.0.4"
 
 def tls_files(inst):
     return (inst.conf_path("tls/cert.pem"), inst.conf_path("tls/key.pem"))
+
+
+def openssl(*args):
+    subprocess.run(["openssl", *args], check=True, capture_output=True,
+                   timeout=timeout(30))
+
+
+def make_ca_and_cert(testcase, name):
+    """A test CA and a certificate it signs for DNS name name, in a
+    temporary directory: (ca.pem, cert.pem, key.pem)."""
+    d = tempfile.mkdtemp(prefix="pochta-certs-")
+    testcase.addCleanup(shutil.rmtree, d, ignore_errors=True)
+    ca, ca_key = os.path.join(d, "ca.pem"), os.path.join(d, "ca.key")
+    cert, key = os.path.join(d, "cert.pem"), os.path.join(d, "key.pem")
+    csr = os.path.join(d, "cert.csr")
+    ec = ("-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes")
+    openssl("req", "-x509", *ec, "-keyout", ca_key, "-out", ca, "-days",
+            "2", "-subj", "/CN=pochta test CA")
+    openssl("req", "-new", *ec, "-keyout", key, "-out", csr, "-subj",
+            f"/CN={name}", "-addext", f"subjectAltName=DNS:{name}")
+    openssl("x509", "-req", "-in", csr, "-CA", ca, "-CAkey", ca_key,
+            "-set_serial", "2", "-days", "2", "-copy_extensions", "copy",
+            "-out", cert)
+    return ca, cert, key
 
 
 class SmtpOutTest(unittest.TestCase):
@@ -29,14 +57,7 @@ class SmtpOutTest(unittest.TestCase):
         z.a("mx.b.test", B)
         if extra:
             extra(z)
-        # ldns-testns sometimes fails to bind the port it picked
-        # ("bind(): Invalid argument"); another start picks another.
-        for attempt in range(3):
-            try:
-                return fakedns.start(self, z)
-            except RuntimeError:
-                if attempt == 2:
-                    raise
+        return fakedns.start(self, z)
 
     def assert_alive(self, inst):
         bad = [l for l in inst.log().splitlines()
@@ -89,22 +110,39 @@ class SmtpOutTest(unittest.TestCase):
         msgs = wait_mail(a, "alice", "a.test", secs=secs)
         return dsn_report(msgs[0])
 
-    def test_two_instances_both_ways_with_starttls(self):
-        dns = self.zone()
-        a = instance(self, A, "a.test", dns, users=("alice@a.test",))
+    def pair(self, extra_zone=None, **a_conf):
+        """Instances A (with a_conf) and B, not started, each sending to
+        the other's smtpd port."""
+        dns = self.zone(extra_zone)
+        a = instance(self, A, "a.test", dns, users=("alice@a.test",),
+                     **a_conf)
         b = instance(self, B, "b.test", dns, users=("bob@b.test",))
         a.set_conf(smtp_out_port=b.port("smtp"))
         b.set_conf(smtp_out_port=a.port("smtp"))
+        return a, b
+
+    def send_to_b(self, a, b, subject):
         start(a)
         start(b)
-        submit(a, "alice@a.test", ["bob@b.test"], "there")
+        submit(a, "alice@a.test", ["bob@b.test"], subject)
+
+    def assert_sent_to_b_over_tls(self, a, b, subject, verified=False):
+        """bob@b.test got subject from A over STARTTLS, and A logged the
+        session (with a verified certificate if verified) and the 250."""
         got = wait_mail(b, "bob", "b.test")
-        self.assertIn(b"Subject: there", got[0])
+        self.assertIn(b"Subject: " + subject.encode(), got[0])
         self.assertRegex(got[0].decode(), r"with ESMTPS")
         self.assertIn(b"using TLS", got[0])
-        a.wait_for_log(r"to=<bob@b\.test>, relay=mx\.b\.test\[127\.0\.0\.3\]"
-                       r":\d+, .*status=sent \(250 ")
-        a.wait_for_log(r"TLS to mx\.b\.test\[127\.0\.0\.3\]:\d+: TLSv1\.[23]")
+        a.wait_for_log(r"TLS to mx\.b\.test\[127\.0\.0\.3\]:\d+: "
+                       r"TLSv1\.[23] " + (r".*, verified$" if verified
+                                          else ""))
+        a.wait_for_log(r"to=<bob@b\.test>, relay=mx\.b\.test\[127\.0\.0"
+                       r"\.3\]:\d+, .*status=sent \(250 ")
+
+    def test_two_instances_both_ways_with_starttls(self):
+        a, b = self.pair()
+        self.send_to_b(a, b, "there")
+        self.assert_sent_to_b_over_tls(a, b, "there")
         submit(b, "bob@b.test", ["alice@a.test"], "back")
         got = wait_mail(a, "alice", "a.test")
         self.assertIn(b"Subject: back", got[0])
@@ -231,6 +269,77 @@ class SmtpOutTest(unittest.TestCase):
         a.wait_for_log(r"to=<carol@c\.test>.*status=deferred \(TLS is "
                        r"required, but", secs=30)
         self.assertEqual(f.messages, [])
+
+    def verify_pair(self, extra_zone=None, trusted=False):
+        """Instances A, with smtp_tls_security_level=verify, and B, not
+        started. If trusted, B has a certificate for mx.b.test from a CA
+        in A's smtp_tls_CAfile."""
+        a, b = self.pair(extra_zone, smtp_tls_security_level="verify")
+        if trusted:
+            ca, cert, key = make_ca_and_cert(self, "mx.b.test")
+            a.set_conf(smtp_tls_CAfile=ca)
+            b.set_conf(tls_cert_file=cert, tls_key_file=key)
+        return a, b
+
+    def assert_verify_deferred(self, a, b, why):
+        """A deferred its mail for bob@b.test, twice, because the TLS
+        handshake failed for why; nothing reached B, nothing bounced."""
+        reason = (r"TLS handshake with mx\.b\.test\[127\.0\.0\.3\]:\d+ "
+                  r"failed: .*certificate verify failed: " + why)
+        for n in (1, 2):
+            wait_for(lambda: len(re.findall(
+                r"to=<bob@b\.test>, .*status=deferred \(" + reason,
+                a.log())) >= n, 30, what=f"deferral {n}")
+
+        def queued():
+            doc = json.loads(a.pochta("queue", "list", "--json").stdout)
+            return [(m["queue_name"], r["delay_reason"])
+                    for m in doc["messages"] for r in m["recipients"]]
+        wait_for(lambda: [q for q, _ in queued()] == ["deferred"], 10,
+                 what="the message alone in the deferred queue")
+        (_, why_queued), = queued()
+        self.assertRegex(why_queued, reason)
+        # No plain-text fallback (that is for "may" only), no bounce.
+        self.assertNotIn("without TLS", a.log())
+        self.assertNotRegex(a.log(), r"status=(sent|bounced)")
+        self.assertNotIn("from=<alice@a.test>", b.log())
+        self.assertEqual(mailbox(b, "bob", "b.test"), [])
+        self.assertEqual(mailbox(a, "alice", "a.test"), [])
+        self.assert_alive(a)
+        self.assert_alive(b)
+
+    def test_tls_verify_self_signed_without_cafile_defers(self):
+        # B has the certificate `pochta init` made: in no trust store.
+        a, b = self.verify_pair()
+        self.send_to_b(a, b, "untrusted")
+        self.assert_verify_deferred(a, b, r"self.signed certificate")
+
+    def test_tls_verify_trusted_and_matching_delivers(self):
+        a, b = self.verify_pair(trusted=True)
+        self.send_to_b(a, b, "verified")
+        self.assert_sent_to_b_over_tls(a, b, "verified", verified=True)
+
+    def test_tls_verify_trusted_but_other_name_defers(self):
+        # A trusts B's own certificate, but that names mail.b.test (as
+        # `pochta init` makes it) and the MX is mx.b.test.
+        a, b = self.verify_pair()
+        a.set_conf(smtp_tls_CAfile=tls_files(b)[0])
+        self.send_to_b(a, b, "mismatch")
+        self.assert_verify_deferred(a, b, r"hostname mismatch")
+
+    def test_tls_verify_failure_at_primary_mx_tries_the_next(self):
+        # The primary MX shows a certificate A does not trust; the
+        # secondary, B, one that verifies.
+        a, b = self.verify_pair(lambda z: (z.mx("b.test", 5, "bad.b.test"),
+                                           z.a("bad.b.test", FAKE)),
+                                trusted=True)
+        f = fake(self, FAKE, port=b.port("smtp"), tls_files=tls_files(a))
+        self.send_to_b(a, b, "secondary")
+        self.assert_sent_to_b_over_tls(a, b, "secondary", verified=True)
+        self.assertIn("STARTTLS", f.commands)
+        self.assertEqual(f.messages, [])
+        a.wait_for_log(r"TLS handshake with bad\.b\.test\[127\.0\.0\.4\]"
+                       r":\d+ failed: .*certificate verify failed")
 
     def test_dsn_parameters_passed_on(self):
         a, f = self.via_fake(caps=("DSN", "SIZE 100000", "8BITMIME"))
