@@ -217,15 +217,52 @@ int mailstore_msg_open(struct mailstore_folder *folder, uint32_t uid, int *fd_r,
 /* Replace a message's flags: the file is renamed (into cur/ if it was in
  * new/), the index gets a new MODSEQ (returned in *modseq_r if not NULL) and
  * the snapshot entry is updated. Setting the same flags changes nothing.
- * -ENOENT if the message is gone. */
+ * -ENOENT if the message is gone. If the index cannot record the change, the
+ * file gets its old name back. The one-message form of
+ * mailstore_msgs_set_flags(). */
 int mailstore_msg_set_flags(struct mailstore_folder *folder, uint32_t uid,
     unsigned int flags, uint64_t *modseq_r, const char **errstr_r);
 
 /* Remove a message: unlink the file, its index record and cache, and drop it
  * from the snapshot (later messages move down one place). -ENOENT if it was
- * gone already. */
+ * gone already. A file unlinked whose record the index then fails to remove
+ * is expunged by the next synchronisation. The one-message form of
+ * mailstore_msgs_expunge(). */
 int mailstore_msg_expunge(
     struct mailstore_folder *folder, uint32_t uid, const char **errstr_r);
+
+/* Most messages the batch functions below change in one index transaction. */
+#define MAILSTORE_BATCH_MAX 1000
+
+/*
+ * The same for many messages (POP3 QUIT, IMAP STORE or EXPUNGE of a range):
+ * up to MAILSTORE_BATCH_MAX messages at a time, in the order given, are
+ * changed in one index transaction with a single commit, instead of one
+ * commit (one fsync) each, and the snapshot is updated as by the single
+ * forms. Messages not in the index or whose file is gone (expunged by
+ * another client) are skipped, which is not an error; a file another program
+ * renamed meanwhile is found by one synchronisation and changed then. UIDs
+ * may repeat. A failure stops the batch: what earlier transactions did
+ * stays done, the failed transaction's renames are undone, and its unlinked
+ * files are expunged from the index by the next synchronisation.
+ *
+ * mailstore_msgs_set_flags: each message's flags become (flags & ~remove) |
+ * add (a flag in both ends up set), computed from the index rather than
+ * the snapshot. The messages whose flags change in one transaction share
+ * one new MODSEQ, and HIGHESTMODSEQ becomes that value (RFC 7162 3.1: a new
+ * mod-sequence per STORE); moving a file out of new/ alone is no change.
+ * modseqs_r, if not NULL, gets n values: each message's MODSEQ after the
+ * call (changed or not), 0 for a message skipped. A repeated call is a
+ * no-op and writes nothing.
+ *
+ * mailstore_msgs_expunge: *count_r (if not NULL) is how many messages this
+ * call removed; HIGHESTMODSEQ rises once per transaction.
+ */
+int mailstore_msgs_set_flags(struct mailstore_folder *folder,
+    const uint32_t *uids, size_t n, unsigned int add, unsigned int remove,
+    uint64_t *modseqs_r, const char **errstr_r);
+int mailstore_msgs_expunge(struct mailstore_folder *folder,
+    const uint32_t *uids, size_t n, size_t *count_r, const char **errstr_r);
 
 /*
  * The POP3 unique-id (RFC 1939 7) of a message: its Maildir base name when

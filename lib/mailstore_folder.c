@@ -1,9 +1,9 @@
 /*
  * mailstore_folder.c - an open folder of lib/mailstore (see mailstore.h):
- * synchronising the index with new/ and cur/, the snapshot, flags, expunge,
- * the per-message cache and POP3 UIDLs (RFC 1939 7). Files other Maildir
- * tools leave are trusted only as far as their names parse; anything odd is
- * skipped, never fatal.
+ * synchronising the index with new/ and cur/, the snapshot, flags and
+ * expunge (in batches), the per-message cache and POP3 UIDLs (RFC 1939 7).
+ * Files other Maildir tools leave are trusted only as far as their names
+ * parse; anything odd is skipped, never fatal.
  */
 #include <sys/stat.h>
 
@@ -548,15 +548,20 @@ make_uidl(const char *base)
 }
 
 static void
+msg_release(struct mailstore_msg *m)
+{
+	free((char *)m->base);
+	free((char *)m->path);
+	free((char *)m->uidl);
+}
+
+static void
 snapshot_clear(struct mailstore_folder *f)
 {
 	size_t i;
 
-	for (i = 0; i < f->count; i++) {
-		free((char *)f->msgs[i].base);
-		free((char *)f->msgs[i].path);
-		free((char *)f->msgs[i].uidl);
-	}
+	for (i = 0; i < f->count; i++)
+		msg_release(&f->msgs[i]);
 	free(f->msgs);
 	f->msgs = NULL;
 	f->count = 0;
@@ -566,9 +571,7 @@ static void
 msg_fill(struct mailstore_folder *f, struct mailstore_msg *m, uint32_t uid,
     const struct mailstore_msg_rec *rec, const char *base, const char *info)
 {
-	free((char *)m->base);
-	free((char *)m->path);
-	free((char *)m->uidl);
+	msg_release(m);
 	m->uid = uid;
 	m->flags = rec->flags;
 	m->in_new = rec->in_new != 0;
@@ -730,16 +733,25 @@ mailstore_folder_msg(const struct mailstore_folder *folder, size_t i)
 	return i < folder->count ? &folder->msgs[i] : NULL;
 }
 
-/* Drop the i-th message from the snapshot. */
+/* Drop the messages with these UIDs from the snapshot in one pass (uids
+ * gets sorted): an expunge of thousands must not be quadratic. */
 static void
-snapshot_clear_one(struct mailstore_folder *f, size_t i)
+snapshot_drop(struct mailstore_folder *f, uint32_t *uids, size_t n)
 {
-	free((char *)f->msgs[i].base);
-	free((char *)f->msgs[i].path);
-	free((char *)f->msgs[i].uidl);
-	memmove(&f->msgs[i], &f->msgs[i + 1],
-	    (f->count - i - 1) * sizeof(*f->msgs));
-	f->count--;
+	size_t i, o;
+
+	if (n == 0)
+		return;
+	if (n > 1)
+		qsort(uids, n, sizeof(*uids), uid_cmp);
+	for (i = 0, o = 0; i < f->count; i++) {
+		if (bsearch(&f->msgs[i].uid, uids, n, sizeof(*uids), uid_cmp) !=
+		    NULL)
+			msg_release(&f->msgs[i]);
+		else
+			f->msgs[o++] = f->msgs[i];
+	}
+	f->count = o;
 }
 
 static ssize_t
@@ -848,71 +860,333 @@ info_with_flags(const char *old_info, unsigned int flags)
 	return xasprintf(":2,%s", letters);
 }
 
-/* One attempt at a flag change; -ESTALE if the file was not where the index
- * said (another program renamed it). */
+/*
+ * Flag changes and expunges go in batches, one index transaction for up to
+ * MAILSTORE_BATCH_MAX messages: one commit, one fsync, for a POP3 QUIT or an
+ * IMAP STORE on a range rather than one per message, while deliveries wait
+ * for the mailbox's write lock a bounded time. A file is renamed or unlinked
+ * before the transaction that records it commits; after a crash in between,
+ * the next synchronisation takes the change for another program's.
+ */
+enum item_state {
+	ITEM_TODO,
+	ITEM_STALE, /* the file was not where the index said */
+	ITEM_DONE,
+	ITEM_GONE /* not in the index, or its file vanished */
+};
+
+struct batch_item {
+	uint32_t uid;
+	enum item_state state;
+	uint64_t modseq; /* when done: the message's MODSEQ */
+};
+
+/* A file renamed in a transaction not committed yet. */
+struct renamed {
+	struct batch_item *item;
+	struct mailstore_msg_rec rec;
+	char *base, *info; /* the new name */
+	char *from, *to;
+};
+
+struct batch {
+	struct batch_item *items;
+	size_t n;
+	unsigned int add, remove; /* flag changes */
+	size_t nexpunged;
+	/* What the current transaction did, to finish or undo after it. */
+	struct renamed *renamed; /* flag changes */
+	uint32_t *unlinked;	 /* expunges */
+	size_t ndone;
+};
+
+/* The two kinds of batch. */
+struct batch_ops {
+	/* Change one message inside txn: 2 if that takes the new MODSEQ
+	 * modseq, 1 if done without one, 0 if there was nothing to do or the
+	 * message was not found (it->state says which). */
+	int (*one)(struct mailstore_folder *f, MDB_txn *txn, uint32_t fid,
+	    uint64_t modseq, struct batch *b, struct batch_item *it,
+	    const char **errstr_r);
+	/* After the transaction, which ended with rc. */
+	void (*end)(struct mailstore_folder *f, struct batch *b, int rc);
+};
+
+static void
+batch_init(struct batch *b, const uint32_t *uids, size_t n)
+{
+	size_t i;
+
+	memset(b, 0, sizeof(*b));
+	b->items = xcalloc(n, sizeof(*b->items));
+	b->n = n;
+	for (i = 0; i < n; i++)
+		b->items[i].uid = uids[i];
+}
+
+static void
+batch_free(struct batch *b)
+{
+	free(b->items);
+	free(b->renamed);
+	free(b->unlinked);
+}
+
+/*
+ * One transaction over up to MAILSTORE_BATCH_MAX items still to do, from
+ * *next on. RFC 7162 3.1 asks for a new mod-sequence per STORE, not per
+ * message: the messages changed together share one, one more than
+ * HIGHESTMODSEQ was. A transaction with nothing to do writes nothing.
+ */
 static int
-set_flags_once(struct mailstore_folder *f, uint32_t uid, unsigned int flags,
-    uint64_t *modseq_r, const char **errstr_r)
+batch_txn(struct mailstore_folder *f, struct batch *b,
+    const struct batch_ops *ops, size_t *next, const char **errstr_r)
 {
 	struct mailstore *s = f->store;
 	struct mailstore_folder_rec frec;
-	struct mailstore_msg_rec rec;
-	char *base = NULL, *info = NULL, *ninfo = NULL, *from = NULL,
-	     *to = NULL;
+	uint64_t modseq;
+	size_t i, k;
 	MDB_txn *txn;
-	ssize_t i;
 	int rc;
 
 	if ((rc = mailstore_index_begin(s, 0, &txn, errstr_r)) < 0)
 		return rc;
-	if ((rc = mailstore_index_folder_get(s, txn, f->name, &frec)) < 0 ||
-	    (rc = mailstore_index_msg_get(
-		 s, txn, frec.fid, uid, &rec, &base, &info)) < 0)
+	if ((rc = mailstore_index_folder_get(s, txn, f->name, &frec)) < 0) {
+		mdb_txn_abort(txn);
+		return mailstore_err(
+		    s, errstr_r, rc, "index of %s: %s", f->dir, strerror(-rc));
+	}
+	modseq = frec.highestmodseq + 1;
+	b->ndone = 0;
+	for (i = *next, k = 0; i < b->n && k < MAILSTORE_BATCH_MAX && rc >= 0;
+	     i++) {
+		if (b->items[i].state != ITEM_TODO)
+			continue;
+		k++;
+		rc = ops->one(
+		    f, txn, frec.fid, modseq, b, &b->items[i], errstr_r);
+		if (rc == 2)
+			frec.highestmodseq = modseq;
+	}
+	*next = i;
+	if (rc >= 0 && frec.highestmodseq == modseq &&
+	    (rc = mailstore_index_folder_put(s, txn, f->name, &frec)) < 0)
+		mailstore_err(
+		    s, errstr_r, rc, "index of %s: %s", f->dir, strerror(-rc));
+	if (rc >= 0 && b->ndone > 0)
+		rc = mailstore_index_commit(s, txn, errstr_r);
+	else
+		mdb_txn_abort(txn);
+	rc = rc < 0 ? rc : 0;
+	ops->end(f, b, rc);
+	if (rc == 0 && frec.highestmodseq == modseq)
+		f->highestmodseq = modseq;
+	return rc;
+}
+
+/*
+ * Run transactions until no item is left to do; then, if some files were
+ * not where the index said (another program renamed them), synchronise the
+ * folder once to learn their names and try those again. What is still
+ * missing then was expunged meanwhile: skipped.
+ */
+static int
+batch_run(struct mailstore_folder *f, struct batch *b,
+    const struct batch_ops *ops, const char **errstr_r)
+{
+	size_t i, nstale;
+	int pass, rc;
+
+	for (pass = 0; pass < 2; pass++) {
+		for (i = 0; i < b->n;) {
+			if (b->items[i].state != ITEM_TODO)
+				i++;
+			else if ((rc = batch_txn(f, b, ops, &i, errstr_r)) < 0)
+				return rc;
+		}
+		for (i = 0, nstale = 0; i < b->n; i++)
+			if (b->items[i].state == ITEM_STALE) {
+				b->items[i].state =
+				    pass == 0 ? ITEM_TODO : ITEM_GONE;
+				nstale++;
+			}
+		if (nstale == 0 || pass == 1)
+			break;
+		if ((rc = mailstore_folder_sync(f, 0, errstr_r)) < 0)
+			return rc;
+	}
+	return 0;
+}
+
+static int
+uid_err(struct mailstore_folder *f, uint32_t uid, int rc, const char *what,
+    const char **errstr_r)
+{
+	return mailstore_err(f->store, errstr_r, rc,
+	    "%s UID %" PRIu32 " in %s: %s", what, uid, f->name, strerror(-rc));
+}
+
+/* Rename one message's file for its new flags (into cur/) and record it. */
+static int
+flags_one(struct mailstore_folder *f, MDB_txn *txn, uint32_t fid,
+    uint64_t modseq, struct batch *b, struct batch_item *it,
+    const char **errstr_r)
+{
+	struct mailstore *s = f->store;
+	struct renamed *r = &b->renamed[b->ndone];
+	struct mailstore_msg_rec rec;
+	char *base = NULL, *info = NULL;
+	unsigned int flags;
+	int rc;
+
+	memset(r, 0, sizeof(*r));
+	rc = mailstore_index_msg_get(s, txn, fid, it->uid, &rec, &base, &info);
+	if (rc == -ENOENT)
+		it->state = ITEM_GONE;
+	if (rc < 0)
 		goto out;
-	ninfo = info_with_flags(info, flags);
-	if (rec.flags == flags && !rec.in_new && strcmp(info, ninfo) == 0) {
-		if (modseq_r != NULL)
-			*modseq_r = rec.modseq;
+	flags = ((rec.flags & ~b->remove) | b->add) & MAILSTORE_F_ALL;
+	r->info = info_with_flags(info, flags);
+	if (rec.flags == flags && !rec.in_new && strcmp(info, r->info) == 0) {
+		it->state = ITEM_DONE;
+		it->modseq = rec.modseq;
 		goto out;
 	}
-	from = xasprintf(
+	r->from = xasprintf(
 	    "%s/%s/%s%s", f->dir, rec.in_new ? "new" : "cur", base, info);
-	to = xasprintf("%s/cur/%s%s", f->dir, base, ninfo);
-	if ((rc = mailstore_rename(from, to)) < 0) {
-		if (rc == -ENOENT)
-			rc = -ESTALE;
+	r->to = xasprintf("%s/cur/%s%s", f->dir, base, r->info);
+	if ((rc = mailstore_rename(r->from, r->to)) == -ENOENT)
+		it->state = ITEM_STALE;
+	if (rc < 0)
 		goto out;
-	}
+	b->ndone++;
+	/* Only out of new/ is no flag change: no new MODSEQ. */
 	if (rec.flags != flags)
-		rec.modseq = ++frec.highestmodseq;
+		rec.modseq = modseq;
 	rec.flags = flags;
 	rec.in_new = 0;
+	r->rec = rec;
+	r->item = it;
+	r->base = base;
+	free(info);
 	if ((rc = mailstore_index_msg_put(
-		 s, txn, frec.fid, uid, &rec, base, ninfo, 0)) < 0 ||
-	    (rc = mailstore_index_folder_put(s, txn, f->name, &frec)) < 0)
-		goto out;
-	rc = mailstore_index_commit(s, txn, errstr_r);
-	txn = NULL;
-	if (rc == 0) {
-		if (modseq_r != NULL)
-			*modseq_r = rec.modseq;
-		f->highestmodseq = frec.highestmodseq;
-		if ((i = msg_index(f, uid)) >= 0)
-			msg_fill(f, &f->msgs[i], uid, &rec, base, ninfo);
-	} else if (mailstore_rename(to, from) < 0)
-		log_warn("mailstore: cannot undo rename of %s", from);
+		 s, txn, fid, it->uid, &rec, base, r->info, 0)) < 0)
+		return mailstore_err(
+		    s, errstr_r, rc, "index of %s: %s", f->dir, strerror(-rc));
+	return rec.modseq == modseq ? 2 : 1;
 out:
-	if (txn != NULL)
-		mdb_txn_abort(txn);
-	if (rc < 0 && rc != -ESTALE)
-		mailstore_err(s, errstr_r, rc,
-		    "set flags of UID %" PRIu32 " in %s: %s", uid, f->name,
-		    strerror(-rc));
+	free(r->info);
+	free(r->from);
+	free(r->to);
+	memset(r, 0, sizeof(*r));
 	free(base);
 	free(info);
-	free(ninfo);
-	free(from);
-	free(to);
+	if (rc < 0 && rc != -ENOENT)
+		return uid_err(f, it->uid, rc, "set flags of", errstr_r);
+	return 0;
+}
+
+/* Committed: into the snapshot. Failed: give the files their names back. */
+static void
+flags_end(struct mailstore_folder *f, struct batch *b, int rc)
+{
+	struct renamed *r;
+	ssize_t at;
+	size_t i;
+
+	for (i = b->ndone; rc < 0 && i-- > 0;)
+		if (mailstore_rename(b->renamed[i].to, b->renamed[i].from) < 0)
+			log_warn("mailstore: cannot undo rename of %s",
+			    b->renamed[i].from);
+	for (i = 0; i < b->ndone; i++) {
+		r = &b->renamed[i];
+		if (rc == 0) {
+			r->item->state = ITEM_DONE;
+			r->item->modseq = r->rec.modseq;
+			if ((at = msg_index(f, r->item->uid)) >= 0)
+				msg_fill(f, &f->msgs[at], r->item->uid, &r->rec,
+				    r->base, r->info);
+		}
+		free(r->base);
+		free(r->info);
+		free(r->from);
+		free(r->to);
+	}
+}
+
+/* Unlink one message's file and remove its record. */
+static int
+expunge_one(struct mailstore_folder *f, MDB_txn *txn, uint32_t fid,
+    uint64_t modseq, struct batch *b, struct batch_item *it,
+    const char **errstr_r)
+{
+	struct mailstore *s = f->store;
+	struct mailstore_msg_rec rec;
+	char *base, *info, *path;
+	int rc;
+
+	(void)modseq;
+	rc = mailstore_index_msg_get(s, txn, fid, it->uid, &rec, &base, &info);
+	if (rc == -ENOENT) {
+		it->state = ITEM_GONE;
+		return 0;
+	}
+	if (rc == 0) {
+		path = xasprintf("%s/%s/%s%s", f->dir,
+		    rec.in_new ? "new" : "cur", base, info);
+		if (unlink(path) == -1)
+			rc = -errno;
+		free(path);
+		free(base);
+		free(info);
+	}
+	if (rc == -ENOENT) {
+		it->state = ITEM_STALE;
+		return 0;
+	}
+	if (rc == 0) {
+		it->state = ITEM_DONE;
+		b->unlinked[b->ndone++] = it->uid;
+		rc = mailstore_index_msg_del(s, txn, fid, it->uid);
+	}
+	if (rc < 0)
+		return uid_err(f, it->uid, rc, "expunge", errstr_r);
+	return 2;
+}
+
+/* The files are gone whatever the index says now: out of the snapshot. A
+ * failed commit is repaired by the next sync. */
+static void
+expunge_end(struct mailstore_folder *f, struct batch *b, int rc)
+{
+	snapshot_drop(f, b->unlinked, b->ndone);
+	if (rc == 0)
+		b->nexpunged += b->ndone;
+}
+
+static const struct batch_ops flags_ops = {flags_one, flags_end};
+static const struct batch_ops expunge_ops = {expunge_one, expunge_end};
+
+int
+mailstore_msgs_set_flags(struct mailstore_folder *f, const uint32_t *uids,
+    size_t n, unsigned int add, unsigned int remove, uint64_t *modseqs_r,
+    const char **errstr_r)
+{
+	struct batch b;
+	size_t i;
+	int rc;
+
+	if (n == 0)
+		return 0;
+	batch_init(&b, uids, n);
+	b.add = add & MAILSTORE_F_ALL;
+	b.remove = remove & MAILSTORE_F_ALL;
+	b.renamed = xcalloc(MAILSTORE_BATCH_MAX, sizeof(*b.renamed));
+	rc = batch_run(f, &b, &flags_ops, errstr_r);
+	for (i = 0; rc == 0 && modseqs_r != NULL && i < n; i++)
+		modseqs_r[i] =
+		    b.items[i].state == ITEM_DONE ? b.items[i].modseq : 0;
+	batch_free(&b);
 	return rc;
 }
 
@@ -920,66 +1194,36 @@ int
 mailstore_msg_set_flags(struct mailstore_folder *f, uint32_t uid,
     unsigned int flags, uint64_t *modseq_r, const char **errstr_r)
 {
+	uint64_t modseq = 0;
 	int rc;
 
-	flags &= MAILSTORE_F_ALL;
-	rc = set_flags_once(f, uid, flags, modseq_r, errstr_r);
-	if (rc == -ESTALE) {
-		if ((rc = mailstore_folder_sync(f, 0, errstr_r)) < 0)
-			return rc;
-		rc = set_flags_once(f, uid, flags, modseq_r, errstr_r);
-		if (rc == -ESTALE)
-			rc = mailstore_err(f->store, errstr_r, -ENOENT,
-			    "UID %" PRIu32 " in %s vanished", uid, f->name);
-	}
-	return rc;
+	if ((rc = mailstore_msgs_set_flags(
+		 f, &uid, 1, flags, MAILSTORE_F_ALL, &modseq, errstr_r)) < 0)
+		return rc;
+	if (modseq == 0)
+		return uid_err(f, uid, -ENOENT, "set flags of", errstr_r);
+	if (modseq_r != NULL)
+		*modseq_r = modseq;
+	return 0;
 }
 
-static int
-expunge_once(struct mailstore_folder *f, uint32_t uid, const char **errstr_r)
+int
+mailstore_msgs_expunge(struct mailstore_folder *f, const uint32_t *uids,
+    size_t n, size_t *count_r, const char **errstr_r)
 {
-	struct mailstore *s = f->store;
-	struct mailstore_folder_rec frec;
-	struct mailstore_msg_rec rec;
-	char *base = NULL, *info = NULL, *path = NULL;
-	MDB_txn *txn;
-	ssize_t i;
+	struct batch b;
 	int rc;
 
-	if ((rc = mailstore_index_begin(s, 0, &txn, errstr_r)) < 0)
-		return rc;
-	if ((rc = mailstore_index_folder_get(s, txn, f->name, &frec)) < 0 ||
-	    (rc = mailstore_index_msg_get(
-		 s, txn, frec.fid, uid, &rec, &base, &info)) < 0)
-		goto fail;
-	path = xasprintf(
-	    "%s/%s/%s%s", f->dir, rec.in_new ? "new" : "cur", base, info);
-	if (unlink(path) == -1) {
-		rc = errno == ENOENT ? -ESTALE : -errno;
-		goto fail;
-	}
-	frec.highestmodseq++;
-	if ((rc = mailstore_index_msg_del(s, txn, frec.fid, uid)) < 0 ||
-	    (rc = mailstore_index_folder_put(s, txn, f->name, &frec)) < 0)
-		goto fail;
-	/* The file is gone whatever the index says now: a failed commit is
-	 * repaired by the next sync. */
-	rc = mailstore_index_commit(s, txn, errstr_r);
-	if ((i = msg_index(f, uid)) >= 0) {
-		snapshot_clear_one(f, i);
-	}
-	f->highestmodseq = frec.highestmodseq;
-	goto out;
-fail:
-	mdb_txn_abort(txn);
-	if (rc != -ESTALE)
-		mailstore_err(s, errstr_r, rc,
-		    "expunge UID %" PRIu32 " in %s: %s", uid, f->name,
-		    strerror(-rc));
-out:
-	free(base);
-	free(info);
-	free(path);
+	if (count_r != NULL)
+		*count_r = 0;
+	if (n == 0)
+		return 0;
+	batch_init(&b, uids, n);
+	b.unlinked = xcalloc(MAILSTORE_BATCH_MAX, sizeof(*b.unlinked));
+	rc = batch_run(f, &b, &expunge_ops, errstr_r);
+	if (count_r != NULL)
+		*count_r = b.nexpunged;
+	batch_free(&b);
 	return rc;
 }
 
@@ -987,18 +1231,12 @@ int
 mailstore_msg_expunge(
     struct mailstore_folder *f, uint32_t uid, const char **errstr_r)
 {
+	size_t count;
 	int rc;
 
-	rc = expunge_once(f, uid, errstr_r);
-	if (rc == -ESTALE) {
-		if ((rc = mailstore_folder_sync(f, 0, errstr_r)) < 0)
-			return rc;
-		rc = expunge_once(f, uid, errstr_r);
-		if (rc == -ESTALE)
-			rc = mailstore_err(f->store, errstr_r, -ENOENT,
-			    "UID %" PRIu32 " in %s vanished", uid, f->name);
-	}
-	return rc;
+	if ((rc = mailstore_msgs_expunge(f, &uid, 1, &count, errstr_r)) < 0)
+		return rc;
+	return count == 0 ? uid_err(f, uid, -ENOENT, "expunge", errstr_r) : 0;
 }
 
 #define CACHE_KEY_MAX 64

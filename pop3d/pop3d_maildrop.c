@@ -151,13 +151,18 @@ pop3d_maildrop_close(struct pop3d_session *s)
 
 /*
  * RFC 1939 6: mark what was retrieved Seen (moving it from new/ to cur/),
- * then remove what was marked deleted. Runs on the thread pool.
+ * then remove what was marked deleted, each in one batch: a few index
+ * commits for the whole maildrop rather than one per message. Messages
+ * removed meanwhile by another client are skipped: that is done too. Runs
+ * on the thread pool.
  */
 static void
 update_work(uv_work_t *w)
 {
 	struct pop3d_session *s = w->data;
+	uint32_t *uids = xcalloc(s->nmsgs ? s->nmsgs : 1, sizeof(*uids));
 	const char *e = NULL;
+	size_t n = 0;
 	int r;
 
 	s->work_result = 0;
@@ -168,27 +173,24 @@ update_work(uv_work_t *w)
 			continue;
 		const struct mailstore_msg *sm =
 		    mailstore_folder_find(s->folder, m->uid);
-		if (sm == NULL || (sm->flags & MAILSTORE_F_SEEN))
-			continue;
-		r = mailstore_msg_set_flags(s->folder, m->uid,
-		    sm->flags | MAILSTORE_F_SEEN, NULL, &e);
-		if (r < 0 && r != -ENOENT) {
-			snprintf(s->work_err, sizeof(s->work_err), "%s", e);
-			s->work_result = r;
-			return;
-		}
+		if (sm != NULL && !(sm->flags & MAILSTORE_F_SEEN))
+			uids[n++] = m->uid;
 	}
-	for (size_t i = 0; i < s->nmsgs; i++) {
-		if (!s->msgs[i].deleted)
-			continue;
-		r = mailstore_msg_expunge(s->folder, s->msgs[i].uid, &e);
-		/* Removed meanwhile by another client: that is done too. */
-		if (r < 0 && r != -ENOENT) {
-			snprintf(s->work_err, sizeof(s->work_err), "%s", e);
-			s->work_result = r;
-			return;
-		}
+	r = mailstore_msgs_set_flags(s->folder, uids, n, MAILSTORE_F_SEEN, 0,
+	    NULL, &e);
+	if (r == 0) {
+		n = 0;
+		for (size_t i = 0; i < s->nmsgs; i++)
+			if (s->msgs[i].deleted)
+				uids[n++] = s->msgs[i].uid;
+		r = mailstore_msgs_expunge(s->folder, uids, n, NULL, &e);
 	}
+	if (r < 0) {
+		if (e != NULL)
+			snprintf(s->work_err, sizeof(s->work_err), "%s", e);
+		s->work_result = r;
+	}
+	free(uids);
 }
 
 static void

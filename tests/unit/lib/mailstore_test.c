@@ -1,8 +1,9 @@
 /*
  * mailstore_test.c - unit tests for lib/mailstore: delivery, UIDs under
  * concurrent delivery, index rebuild, synchronisation with files other
- * Maildir tools leave, flags, folders, quota, and disk errors (write(2) and
- * fsync(2) are wrapped, see mailstore_test.wrap).
+ * Maildir tools leave, flags and expunges one by one and in batches,
+ * folders, quota, and disk errors (write(2), fsync(2), open(2),
+ * renameat2(2) and LMDB's commit are wrapped, see mailstore_test.wrap).
  */
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -23,6 +24,7 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+#include <lmdb.h>
 
 #include "buf.h"
 #include "mailstore.h"
@@ -31,10 +33,41 @@
 static int fail_write_errno;
 static int fail_fsync_errno;
 static int fail_open_errno;
+/* The n-th renameat2 or index commit from now fails with EIO (0: none). */
+static int fail_rename_at;
+static int fail_commit_at;
+/* Index commits done, failed ones included. */
+static unsigned long commits;
 
 ssize_t __real_write(int fd, const void *buf, size_t n);
 int __real_fsync(int fd);
 int __real_open(const char *path, int flags, ...);
+int __real_renameat2(
+    int fromfd, const char *from, int tofd, const char *to, unsigned int flags);
+int __real_mdb_txn_commit(MDB_txn *txn);
+
+int
+__wrap_renameat2(
+    int fromfd, const char *from, int tofd, const char *to, unsigned int flags)
+{
+	if (fail_rename_at > 0 && --fail_rename_at == 0) {
+		errno = EIO;
+		return -1;
+	}
+	return __real_renameat2(fromfd, from, tofd, to, flags);
+}
+
+/* A commit that fails frees the transaction, as LMDB's own does. */
+int
+__wrap_mdb_txn_commit(MDB_txn *txn)
+{
+	commits++;
+	if (fail_commit_at > 0 && --fail_commit_at == 0) {
+		mdb_txn_abort(txn);
+		return EIO;
+	}
+	return __real_mdb_txn_commit(txn);
+}
 
 int
 __wrap_open(const char *path, int flags, ...)
@@ -217,6 +250,43 @@ write_file(const char *mbox, const char *rel, const char *text)
 	fputs(text, fp);
 	fclose(fp);
 	free(path);
+}
+
+/* n messages written straight into cur/ by "another program", without
+ * flags, in delivery-time order; they are indexed by the next open. */
+static void
+fill_cur(const char *mbox, size_t n)
+{
+	char name[64];
+	size_t i;
+
+	for (i = 0; i < n; i++) {
+		snprintf(name, sizeof(name), "cur/%zu.M1P1Q%zu.host:2,",
+		    (size_t)1700000000 + i, i);
+		write_file(mbox, name, "Subject: b\n\nbody\n");
+	}
+}
+
+/* Files in cur/ whose flag letters include letter. */
+static size_t
+count_flagged(const char *mbox, char letter)
+{
+	struct dirent *de;
+	const char *info;
+	char *path;
+	size_t n = 0;
+	DIR *d;
+
+	assert_true(asprintf(&path, "%s/cur", mbox) > 0);
+	d = opendir(path);
+	free(path);
+	assert_non_null(d);
+	while ((de = readdir(d)) != NULL)
+		if ((info = strstr(de->d_name, ":2,")) != NULL &&
+		    strchr(info + 3, letter) != NULL)
+			n++;
+	closedir(d);
+	return n;
 }
 
 static void
@@ -1107,6 +1177,276 @@ test_mailstore_two_stores_one_process(void **state)
 	mailstore_free(&b);
 }
 
+/* Three transactions' worth, the last one partly filled. */
+#define NBATCH (2 * MAILSTORE_BATCH_MAX + 500)
+
+static uint32_t *
+snapshot_uids(struct mailstore_folder *f, size_t extra)
+{
+	size_t i, n = mailstore_folder_count(f);
+	uint32_t *uids = calloc(n + extra, sizeof(*uids));
+
+	assert_non_null(uids);
+	for (i = 0; i < n; i++)
+		uids[i] = mailstore_folder_msg(f, i)->uid;
+	return uids;
+}
+
+static void
+test_mailstore_batch_flags(void **state)
+{
+	struct mailstore *s = open_store(*state);
+	struct mailstore_folder *f;
+	const struct mailstore_msg *m;
+	uint64_t hms, max = 0, *mods, *again;
+	unsigned long ncommits;
+	uint32_t *uids, pair[2], flagged;
+	const char *err;
+	char *to;
+	size_t i;
+
+	fill_cur(*state, NBATCH);
+	f = open_folder(s, "INBOX", 0);
+	assert_int_equal(mailstore_folder_count(f), NBATCH);
+	hms = mailstore_folder_highestmodseq(f);
+	uids = snapshot_uids(f, 1);
+	uids[NBATCH] = 999999; /* never existed */
+	mods = calloc(NBATCH + 1, sizeof(*mods));
+	again = calloc(NBATCH + 1, sizeof(*again));
+	/* Behind the store's back: another client expunges two messages,
+	 * mutt flags a third. */
+	assert_int_equal(unlink(mailstore_folder_msg(f, 10)->path), 0);
+	assert_int_equal(unlink(mailstore_folder_msg(f, 1500)->path), 0);
+	m = mailstore_folder_msg(f, 20);
+	flagged = m->uid;
+	assert_true(
+	    asprintf(&to, "%s/cur/%s:2,F", (char *)*state, m->base) > 0);
+	assert_int_equal(rename(m->path, to), 0);
+	free(to);
+
+	assert_int_equal(mailstore_msgs_set_flags(f, uids, NBATCH + 1,
+			     MAILSTORE_F_SEEN, 0, mods, &err),
+	    0);
+	for (i = 0; i <= NBATCH; i++) {
+		if (i == 10 || i == 1500 || i == NBATCH) {
+			assert_int_equal(mods[i], 0);
+			continue;
+		}
+		assert_true(mods[i] > hms);
+		if (mods[i] > max)
+			max = mods[i];
+	}
+	/* One new MODSEQ per transaction, each above the one before. */
+	assert_int_equal(mods[0], mods[MAILSTORE_BATCH_MAX - 1]);
+	assert_true(mods[MAILSTORE_BATCH_MAX] > mods[0]);
+	assert_int_equal(
+	    mods[MAILSTORE_BATCH_MAX], mods[2 * MAILSTORE_BATCH_MAX - 1]);
+	assert_true(mods[2 * MAILSTORE_BATCH_MAX] > mods[MAILSTORE_BATCH_MAX]);
+	assert_int_equal(mailstore_folder_highestmodseq(f), max);
+	/* The snapshot: the vanished ones gone, the rest Seen, mutt's flag
+	 * kept. */
+	assert_int_equal(mailstore_folder_count(f), NBATCH - 2);
+	for (i = 0; i < NBATCH - 2; i++)
+		assert_true(
+		    mailstore_folder_msg(f, i)->flags & MAILSTORE_F_SEEN);
+	m = mailstore_folder_find(f, flagged);
+	assert_int_equal(m->flags, MAILSTORE_F_FLAGGED | MAILSTORE_F_SEEN);
+	assert_string_equal(m->path + strlen(m->path) - 5, ":2,FS");
+	assert_int_equal(access(m->path, F_OK), 0);
+	assert_int_equal(count_flagged(*state, 'S'), NBATCH - 2);
+
+	/* Again: nothing to do, nothing committed, the same MODSEQs. */
+	ncommits = commits;
+	assert_int_equal(mailstore_msgs_set_flags(f, uids, NBATCH + 1,
+			     MAILSTORE_F_SEEN, 0, again, &err),
+	    0);
+	assert_int_equal(commits, ncommits);
+	assert_memory_equal(again, mods, (NBATCH + 1) * sizeof(*mods));
+	assert_int_equal(mailstore_folder_highestmodseq(f), max);
+
+	/* Removing, with a repeated UID: one change, one MODSEQ. */
+	pair[0] = pair[1] = uids[0];
+	assert_int_equal(mailstore_msgs_set_flags(
+			     f, pair, 2, 0, MAILSTORE_F_SEEN, again, &err),
+	    0);
+	assert_int_equal(again[0], max + 1);
+	assert_int_equal(again[1], max + 1);
+	m = mailstore_folder_find(f, uids[0]);
+	assert_int_equal(m->flags, 0);
+	assert_string_equal(m->path + strlen(m->path) - 3, ":2,");
+	assert_int_equal(mailstore_folder_highestmodseq(f), max + 1);
+	mods[0] = max + 1;
+	mailstore_folder_free(&f);
+	mailstore_free(&s);
+
+	/* A fresh open finds in the index what the batch recorded. */
+	s = open_store(*state);
+	f = open_folder(s, "INBOX", 0);
+	assert_int_equal(mailstore_folder_count(f), NBATCH - 2);
+	assert_int_equal(mailstore_folder_highestmodseq(f), max + 1);
+	for (i = 0; i < NBATCH; i++) {
+		m = mailstore_folder_find(f, uids[i]);
+		if (i == 10 || i == 1500) {
+			assert_null(m);
+			continue;
+		}
+		assert_non_null(m);
+		assert_int_equal(m->modseq, mods[i]);
+		assert_int_equal(
+		    m->flags & MAILSTORE_F_SEEN, i == 0 ? 0 : MAILSTORE_F_SEEN);
+	}
+	free(uids);
+	free(mods);
+	free(again);
+	mailstore_folder_free(&f);
+	mailstore_free(&s);
+}
+
+static void
+test_mailstore_batch_expunge(void **state)
+{
+	struct mailstore *s = open_store(*state);
+	struct mailstore_folder *f;
+	uint64_t hms, bytes, msgs;
+	unsigned long ncommits;
+	struct buf b;
+	uint32_t *uids, *odd;
+	const char *err;
+	size_t i, n = 0, count;
+	char *to;
+
+	fill_cur(*state, NBATCH);
+	f = open_folder(s, "INBOX", 0);
+	uids = snapshot_uids(f, 0);
+	odd = snapshot_uids(f, 0);
+	assert_int_equal(
+	    mailstore_cache_set(f, uids[2], "envelope", "x", 1, &err), 0);
+	/* Behind the store's back: one removed, one renamed (a flag). */
+	assert_int_equal(unlink(mailstore_folder_msg(f, 4)->path), 0);
+	assert_true(asprintf(&to, "%s/cur/%s:2,T", (char *)*state,
+			mailstore_folder_msg(f, 1002)->base) > 0);
+	assert_int_equal(rename(mailstore_folder_msg(f, 1002)->path, to), 0);
+	free(to);
+	/* Every other message, the first one twice, and one never there. */
+	for (i = 0; i < NBATCH; i += 2)
+		uids[n++] = uids[i];
+	uids[n++] = uids[0];
+	uids[n++] = 999999;
+	for (i = 1; i < NBATCH; i += 2)
+		odd[i / 2] = odd[i];
+	hms = mailstore_folder_highestmodseq(f);
+	assert_int_equal(mailstore_msgs_expunge(f, uids, n, &count, &err), 0);
+	assert_int_equal(count, NBATCH / 2 - 1);
+	assert_int_equal(count_files(*state, "cur"), NBATCH / 2);
+	assert_true(mailstore_folder_highestmodseq(f) > hms);
+	/* The snapshot keeps the others, in order. */
+	assert_int_equal(mailstore_folder_count(f), NBATCH / 2);
+	for (i = 0; i < NBATCH / 2; i++)
+		assert_int_equal(mailstore_folder_msg(f, i)->uid, odd[i]);
+	buf_init(&b, 0);
+	assert_int_equal(
+	    mailstore_cache_get(f, uids[1], "envelope", &b, &err), -ENOENT);
+	buf_release(&b);
+	assert_int_equal(mailstore_quota_usage(s, &bytes, &msgs, &err), 0);
+	assert_int_equal(msgs, NBATCH / 2);
+	assert_int_equal(bytes, NBATCH / 2 * 17);
+
+	/* Again: nothing left to remove, nothing committed. */
+	hms = mailstore_folder_highestmodseq(f);
+	ncommits = commits;
+	assert_int_equal(mailstore_msgs_expunge(f, uids, n, &count, &err), 0);
+	assert_int_equal(count, 0);
+	assert_int_equal(commits, ncommits);
+	assert_int_equal(mailstore_folder_highestmodseq(f), hms);
+	assert_int_equal(mailstore_msg_expunge(f, uids[0], &err), -ENOENT);
+	mailstore_folder_free(&f);
+	mailstore_free(&s);
+
+	s = open_store(*state);
+	f = open_folder(s, "INBOX", 0);
+	assert_int_equal(mailstore_folder_count(f), NBATCH / 2);
+	assert_int_equal(mailstore_folder_highestmodseq(f), hms);
+	for (i = 0; i < NBATCH / 2; i++)
+		assert_int_equal(mailstore_folder_msg(f, i)->uid, odd[i]);
+	free(uids);
+	free(odd);
+	mailstore_folder_free(&f);
+	mailstore_free(&s);
+}
+
+static void
+test_mailstore_batch_failures(void **state)
+{
+	struct mailstore *s = open_store(*state);
+	struct mailstore_folder *f;
+	uint64_t bytes, msgs;
+	uint32_t *uids;
+	const char *err = NULL;
+	size_t count;
+
+	fill_cur(*state, NBATCH);
+	f = open_folder(s, "INBOX", 0);
+	uids = snapshot_uids(f, 0);
+
+	/* The second commit fails: the first transaction stands, the
+	 * second's renames are undone, the third is not tried. */
+	fail_commit_at = 2;
+	assert_int_equal(mailstore_msgs_set_flags(
+			     f, uids, NBATCH, MAILSTORE_F_SEEN, 0, NULL, &err),
+	    -EIO);
+	fail_commit_at = 0;
+	assert_non_null(strstr(err, "commit"));
+	assert_int_equal(count_flagged(*state, 'S'), MAILSTORE_BATCH_MAX);
+	assert_int_equal(count_files(*state, "cur"), NBATCH);
+	assert_true(mailstore_folder_msg(f, 0)->flags & MAILSTORE_F_SEEN);
+	assert_false(mailstore_folder_msg(f, MAILSTORE_BATCH_MAX)->flags &
+	    MAILSTORE_F_SEEN);
+	assert_int_equal(
+	    access(mailstore_folder_msg(f, NBATCH - 1)->path, F_OK), 0);
+	/* The index agrees with the files. */
+	mailstore_folder_free(&f);
+	f = open_folder(s, "INBOX", 0);
+	assert_int_equal(mailstore_folder_count(f), NBATCH);
+	assert_true(mailstore_folder_msg(f, MAILSTORE_BATCH_MAX - 1)->flags &
+	    MAILSTORE_F_SEEN);
+	assert_false(mailstore_folder_msg(f, MAILSTORE_BATCH_MAX)->flags &
+	    MAILSTORE_F_SEEN);
+	assert_int_equal(mailstore_msgs_set_flags(
+			     f, uids, NBATCH, MAILSTORE_F_SEEN, 0, NULL, &err),
+	    0);
+	assert_int_equal(count_flagged(*state, 'S'), NBATCH);
+
+	/* A rename fails half-way through a transaction: the ones before it
+	 * get their names back. */
+	fail_rename_at = 5;
+	assert_int_equal(mailstore_msgs_set_flags(f, uids, NBATCH,
+			     MAILSTORE_F_FLAGGED, MAILSTORE_F_SEEN, NULL, &err),
+	    -EIO);
+	fail_rename_at = 0;
+	assert_int_equal(count_flagged(*state, 'S'), NBATCH);
+	assert_int_equal(count_flagged(*state, 'F'), 0);
+	assert_int_equal(mailstore_folder_msg(f, 0)->flags, MAILSTORE_F_SEEN);
+	assert_int_equal(access(mailstore_folder_msg(f, 0)->path, F_OK), 0);
+
+	/* An expunge whose commit fails: the files are gone all the same,
+	 * and the next synchronisation drops their records. */
+	fail_commit_at = 1;
+	assert_int_equal(
+	    mailstore_msgs_expunge(f, uids, 10, &count, &err), -EIO);
+	fail_commit_at = 0;
+	assert_int_equal(count, 0);
+	assert_int_equal(count_files(*state, "cur"), NBATCH - 10);
+	assert_int_equal(mailstore_folder_count(f), NBATCH - 10);
+	assert_int_equal(mailstore_folder_sync(f, 0, &err), 0);
+	assert_int_equal(mailstore_folder_count(f), NBATCH - 10);
+	assert_int_equal(mailstore_folder_msg(f, 0)->uid, uids[10]);
+	assert_int_equal(mailstore_quota_usage(s, &bytes, &msgs, &err), 0);
+	assert_int_equal(msgs, NBATCH - 10);
+	free(uids);
+	mailstore_folder_free(&f);
+	mailstore_free(&s);
+}
+
 int
 main(void)
 {
@@ -1151,6 +1491,12 @@ main(void)
 		test_mailstore_threads, setup, teardown),
 	    cmocka_unit_test_setup_teardown(
 		test_mailstore_random_names, setup, teardown),
+	    cmocka_unit_test_setup_teardown(
+		test_mailstore_batch_flags, setup, teardown),
+	    cmocka_unit_test_setup_teardown(
+		test_mailstore_batch_expunge, setup, teardown),
+	    cmocka_unit_test_setup_teardown(
+		test_mailstore_batch_failures, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
