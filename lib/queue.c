@@ -151,24 +151,31 @@ queue_dir_sync(const char *path)
 }
 
 int
-queue_move(const char *spooldir, const char *id, const char *from,
+queue_rename(const char *spooldir, const char *id, const char *from,
     const char *to)
 {
-	char *src, *dst, *dir;
+	char *src, *dst;
 	int r = 0;
 
 	src = queue_path(spooldir, from, id);
 	dst = queue_path(spooldir, to, id);
-	if (src == NULL || dst == NULL) {
-		free(src);
-		free(dst);
-		return -EINVAL;
-	}
-	if (rename(src, dst) < 0)
+	if (src == NULL || dst == NULL)
+		r = -EINVAL;
+	else if (rename(src, dst) < 0)
 		r = -errno;
 	free(src);
 	free(dst);
-	if (r < 0)
+	return r;
+}
+
+int
+queue_move(const char *spooldir, const char *id, const char *from,
+    const char *to)
+{
+	char *dir;
+	int r;
+
+	if ((r = queue_rename(spooldir, id, from, to)) < 0)
 		return r;
 	/*
 	 * The target directory first: once its new entry is durable the

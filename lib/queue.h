@@ -72,6 +72,15 @@ int queue_move(const char *spooldir, const char *id, const char *from,
     const char *to);
 
 /*
+ * The rename(2) of queue_move() alone, for a caller that moves many files
+ * and then makes them durable together with one queue_dir_sync() of each
+ * directory (the target first). Until then a crash may leave a file in
+ * either directory, never in none. Errors as queue_move().
+ */
+int queue_rename(const char *spooldir, const char *id, const char *from,
+    const char *to);
+
+/*
  * Remove the file id from queue directory dir (every recipient is done, or
  * the operator said so). No directory fsync: should a crash bring the file
  * back, its recipients are all marked done and qmgr removes it again.

@@ -62,6 +62,7 @@ qmgr_on_reload(struct service *svc, const struct conf *old, void *arg)
 	q->conf = service_conf(svc);
 	q->spool = conf_str(q->conf, "queue_directory");
 	q->myhostname = conf_str(q->conf, "myhostname");
+	qmgr_deliver_reload(q);
 }
 
 /* Free what is left after the loop ended. */

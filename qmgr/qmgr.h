@@ -41,13 +41,26 @@ struct qmgr_msg {
 	size_t *fail_idx;
 	struct dsn_rcpt *ok;	/* NOTIFY=SUCCESS deliveries */
 	size_t nok;
-	struct qmgr_msg *next;
+	struct qmgr_msg *next, **pprev;	/* in q->msgs */
+	struct qmgr_msg *hnext;		/* in q->msg_hash */
 };
 
-/* Concurrency accounting per transport and per (transport, next hop). */
+/* Buckets of the index of active messages by queue ID. */
+#define QMGR_MSG_HASH_SIZE 4096
+
+/*
+ * Concurrency accounting per transport (tdest NULL, limit from
+ * <transport>_process_limit) and per (transport, next hop) (tdest its
+ * transport's, limit from <transport>_destination_concurrency_limit).
+ * Limits are read when the entry is made and at reload.
+ */
 struct qmgr_dest {
 	char *key;
+	char *transport;
+	struct qmgr_dest *tdest;
+	long long limit;
 	unsigned inflight;
+	size_t queued;		/* jobs waiting in q->queue_head */
 	struct qmgr_dest *next;
 };
 
@@ -75,12 +88,16 @@ struct qmgr {
 	const char *myhostname;
 	struct ipc_listener **listeners;
 	size_t nlisteners;
-	uv_timer_t scan_timer, defer_timer;
+	uv_timer_t scan_timer, defer_timer, announce_timer;
+	char **announced;	/* queue_new IDs not yet taken */
+	size_t nannounced, announced_cap;
 	struct qmgr_msg *msgs;
+	struct qmgr_msg *msg_hash[QMGR_MSG_HASH_SIZE];
 	size_t nactive;
 	struct qmgr_job *queue_head, **queue_tail;
 	struct qmgr_dest *dests;
 	struct qmgr_job *inflight;
+	int dispatching, dispatch_again;
 	int stopping;
 };
 
@@ -131,6 +148,21 @@ void qmgr_msg_free(struct qmgr_msg *m);
  * queue is full (qmgr_active_limit), else as qmgr_msg_activate or the move.
  */
 int qmgr_scan_take(struct qmgr *q, const char *dir, const char *id);
+
+/*
+ * Move ids[0..n-1] from dir to active/ and schedule them, in order, while
+ * the active queue has room: all renames, then one fsync of active/ and
+ * one of dir, then the activations. Returns how many were left for lack
+ * of room. A file that is gone is skipped.
+ */
+size_t qmgr_scan_take_many(struct qmgr *q, const char *dir, char *const *ids,
+    size_t n);
+
+/*
+ * smtpd announced id in incoming/: it is taken, with the other
+ * announcements of this loop iteration, as one batch right after.
+ */
+void qmgr_scan_announce(struct qmgr *q, const char *id);
 
 /* Take every file from incoming/, or the due ones from deferred/. */
 void qmgr_scan_dir(struct qmgr *q, const char *dir, int due_only);
@@ -189,6 +221,9 @@ void qmgr_deliver_schedule(struct qmgr_msg *m);
 
 /* Start queued requests as far as the limits allow. */
 void qmgr_deliver_dispatch(struct qmgr *q);
+
+/* Read the concurrency limits again (after a reload). */
+void qmgr_deliver_reload(struct qmgr *q);
 
 /* Drop requests in flight (at stop; their recipients stay pending). */
 void qmgr_deliver_stop(struct qmgr *q);

@@ -89,8 +89,7 @@ qmgr_ctl_flush(struct qmgr *q, struct ipc_conn *conn)
 	size_t n = 0;
 
 	if (queue_scan(q->spool, QUEUE_DEFERRED, &ids, &n) == 0) {
-		for (size_t i = 0; i < n; i++)
-			qmgr_scan_take(q, QUEUE_DEFERRED, ids[i]);
+		qmgr_scan_take_many(q, QUEUE_DEFERRED, ids, n);
 		queue_ids_free(&ids);
 	}
 	snprintf(text, sizeof(text), "flushed %zu messages", n);
@@ -135,7 +134,7 @@ qmgr_ctl_msg(struct ipc_conn *conn, struct ipc_msg *msg, void *arg)
 	}
 	if (strcmp(req, "queue_new") == 0) {
 		if (id != NULL && queue_id_valid(id))
-			qmgr_scan_take(q, QUEUE_INCOMING, id);
+			qmgr_scan_announce(q, id);
 		return;
 	}
 	if (strcmp(req, "flush") == 0) {

@@ -278,6 +278,65 @@ qmgr_deliver_start(struct qmgr *q, struct qmgr_job *j)
 	    (uint64_t)conf_time(q->conf, "qmgr_delivery_timeout") * 1000, 0);
 }
 
+/* Whether a job for next hop d may start: d and its transport have room. */
+static int
+qmgr_deliver_room(const struct qmgr_dest *d)
+{
+	return d->inflight < d->limit && d->tdest->inflight < d->tdest->limit;
+}
+
+/*
+ * Whether some next hop with waiting jobs has room. Thousands of messages
+ * may wait for one busy next hop: the queue is walked only while this
+ * holds, so a reply costs a look at the few next hops, not at every job.
+ */
+static int
+qmgr_deliver_startable(const struct qmgr *q)
+{
+	if (q->stopping)
+		return 0;
+	for (const struct qmgr_dest *d = q->dests; d != NULL; d = d->next)
+		if (d->tdest != NULL && d->queued > 0 && qmgr_deliver_room(d))
+			return 1;
+	return 0;
+}
+
+void
+qmgr_deliver_dispatch(struct qmgr *q)
+{
+	struct qmgr_job **pp, *j;
+	int any;
+
+	/*
+	 * Starting a request may end it at once and so come back here: the
+	 * inner call only asks the outer one for another pass.
+	 */
+	if (q->dispatching) {
+		q->dispatch_again = 1;
+		return;
+	}
+	q->dispatching = 1;
+	do {
+		q->dispatch_again = 0;
+		pp = &q->queue_head;
+		any = qmgr_deliver_startable(q);
+		while (any && (j = *pp) != NULL) {
+			if (!qmgr_deliver_room(j->dest)) {
+				pp = &j->next;
+				continue;
+			}
+			*pp = j->next;
+			if (*pp == NULL)
+				q->queue_tail = pp;
+			j->next = NULL;
+			j->dest->queued--;
+			qmgr_deliver_start(q, j);
+			any = qmgr_deliver_startable(q);
+		}
+	} while (q->dispatch_again && !q->stopping);
+	q->dispatching = 0;
+}
+
 /* <transport>_<what> when declared, else default_<what>. */
 static long long
 qmgr_deliver_limit(struct qmgr *q, const char *transport, const char *what)
@@ -290,39 +349,42 @@ qmgr_deliver_limit(struct qmgr *q, const char *transport, const char *what)
 	return conf_int(q->conf, name);
 }
 
-void
-qmgr_deliver_dispatch(struct qmgr *q)
+static void
+qmgr_deliver_dest_limit(struct qmgr *q, struct qmgr_dest *d)
 {
-	struct qmgr_job **pp = &q->queue_head, *j;
-
-	while ((j = *pp) != NULL) {
-		if (q->stopping || j->dest->inflight >= qmgr_deliver_limit(q,
-		    j->transport, "destination_concurrency_limit") ||
-		    j->tdest->inflight >= qmgr_deliver_limit(q, j->transport,
-		    "process_limit")) {
-			pp = &j->next;
-			continue;
-		}
-		*pp = j->next;
-		if (*pp == NULL)
-			q->queue_tail = pp;
-		j->next = NULL;
-		qmgr_deliver_start(q, j);
-		/* qmgr_deliver_start may recurse into dispatch; restart. */
-		pp = &q->queue_head;
-	}
+	d->limit = qmgr_deliver_limit(q, d->transport, d->tdest != NULL ?
+	    "destination_concurrency_limit" : "process_limit");
 }
 
+void
+qmgr_deliver_reload(struct qmgr *q)
+{
+	for (struct qmgr_dest *d = q->dests; d != NULL; d = d->next)
+		qmgr_deliver_dest_limit(q, d);
+	qmgr_deliver_dispatch(q);
+}
+
+/*
+ * The accounting of transport t (h NULL) or of next hop h of t (tdest
+ * the transport's), made if new.
+ */
 static struct qmgr_dest *
-qmgr_deliver_dest(struct qmgr *q, const char *key)
+qmgr_deliver_dest(struct qmgr *q, const char *t, const char *h,
+    struct qmgr_dest *tdest)
 {
 	struct qmgr_dest *d;
+	char *key = h != NULL ? xasprintf("%s:%s", t, h) : xstrdup(t);
 
 	for (d = q->dests; d != NULL; d = d->next)
-		if (strcmp(d->key, key) == 0)
+		if (strcmp(d->key, key) == 0) {
+			free(key);
 			return d;
+		}
 	d = xcalloc(1, sizeof(*d));
-	d->key = xstrdup(key);
+	d->key = key;
+	d->transport = xstrdup(t);
+	d->tdest = tdest;
+	qmgr_deliver_dest_limit(q, d);
 	d->next = q->dests;
 	q->dests = d;
 	return d;
@@ -334,7 +396,6 @@ qmgr_deliver_job(struct qmgr_msg *m, struct qmgr_job **jobs, char *t,
     char *h, size_t nrcpt)
 {
 	struct qmgr_job *j;
-	char *key;
 
 	for (j = *jobs; j != NULL; j = j->next)
 		if (strcmp(j->transport, t) == 0 &&
@@ -349,10 +410,8 @@ qmgr_deliver_job(struct qmgr_msg *m, struct qmgr_job **jobs, char *t,
 	j->nexthop = h;
 	j->idx = xcalloc(nrcpt, sizeof(*j->idx));
 	j->done = xcalloc(nrcpt, 1);
-	key = xasprintf("%s:%s", t, h);
-	j->dest = qmgr_deliver_dest(m->q, key);
-	free(key);
-	j->tdest = qmgr_deliver_dest(m->q, t);
+	j->tdest = qmgr_deliver_dest(m->q, t, NULL, NULL);
+	j->dest = qmgr_deliver_dest(m->q, t, h, j->tdest);
 	j->next = *jobs;
 	*jobs = j;
 	return j;
@@ -384,6 +443,7 @@ qmgr_deliver_schedule(struct qmgr_msg *m)
 		jobs = j->next;
 		j->next = NULL;
 		m->njobs++;
+		j->dest->queued++;
 		*q->queue_tail = j;
 		q->queue_tail = &j->next;
 	}
@@ -415,6 +475,7 @@ qmgr_deliver_free(struct qmgr *q)
 	while ((d = q->dests) != NULL) {
 		q->dests = d->next;
 		free(d->key);
+		free(d->transport);
 		free(d);
 	}
 }

@@ -25,10 +25,25 @@ qmgr_msg_now(void)
 	return (int64_t)time(NULL);
 }
 
+/*
+ * The bucket of id in q->msg_hash (FNV-1a). A full active queue holds
+ * thousands of messages; a list walk per lookup would cost quadratic time.
+ */
+static struct qmgr_msg **
+qmgr_msg_bucket(struct qmgr *q, const char *id)
+{
+	uint32_t h = 2166136261u;
+
+	for (; *id != '\0'; id++)
+		h = (h ^ (unsigned char)*id) * 16777619u;
+	return &q->msg_hash[h % QMGR_MSG_HASH_SIZE];
+}
+
 struct qmgr_msg *
 qmgr_msg_find(struct qmgr *q, const char *id)
 {
-	for (struct qmgr_msg *m = q->msgs; m != NULL; m = m->next)
+	for (struct qmgr_msg *m = *qmgr_msg_bucket(q, id); m != NULL;
+	    m = m->hnext)
 		if (strcmp(m->id, id) == 0)
 			return m;
 	return NULL;
@@ -150,9 +165,12 @@ qmgr_msg_free(struct qmgr_msg *m)
 {
 	struct qmgr *q = m->q;
 
-	for (struct qmgr_msg **pp = &q->msgs; *pp != NULL; pp = &(*pp)->next)
+	if ((*m->pprev = m->next) != NULL)
+		m->next->pprev = m->pprev;
+	for (struct qmgr_msg **pp = qmgr_msg_bucket(q, m->id); *pp != NULL;
+	    pp = &(*pp)->hnext)
 		if (*pp == m) {
-			*pp = m->next;
+			*pp = m->hnext;
 			break;
 		}
 	q->nactive--;
@@ -259,7 +277,7 @@ qmgr_msg_idle(struct qmgr_msg *m)
 int
 qmgr_msg_activate(struct qmgr *q, const char *id)
 {
-	struct qmgr_msg *m;
+	struct qmgr_msg *m, **bucket;
 	const struct queue_env *env;
 	const char *errstr = NULL;
 	char *path;
@@ -283,8 +301,13 @@ qmgr_msg_activate(struct qmgr *q, const char *id)
 		free(m);
 		return r;
 	}
-	m->next = q->msgs;
+	if ((m->next = q->msgs) != NULL)
+		q->msgs->pprev = &m->next;
 	q->msgs = m;
+	m->pprev = &q->msgs;
+	bucket = qmgr_msg_bucket(q, id);
+	m->hnext = *bucket;
+	*bucket = m;
 	q->nactive++;
 	env = queue_file_env(m->qf);
 	for (size_t i = 0; i < env->nrcpt; i++)

@@ -1240,6 +1240,40 @@ test_queue_file_not_regular_refused(void **state)
 	assert_null(qf);
 }
 
+/*
+ * queue_rename moves without syncing (qmgr syncs a batch once): no fsync
+ * happens, and its errors are queue_move's.
+ */
+static void
+test_queue_rename_no_sync(void **state)
+{
+	const char *spool = *state;
+	struct queue_env env = sample_env();
+	char id[QUEUE_ID_SIZE];
+
+	write_queue_file(spool, &env, (const char *[]){ "r@x" }, 1, "m", 1,
+	    id);
+	/* The first fsync from here on would fail the test's rename. */
+	fsync_fail_after = 0;
+	fail_errno = EIO;
+	assert_int_equal(queue_rename(spool, id, QUEUE_INCOMING,
+	    QUEUE_ACTIVE), 0);
+	assert_int_equal(fsync_fail_after, 0);
+	fsync_fail_after = -1;
+	assert_int_equal(count_files(spool, QUEUE_ACTIVE), 1);
+	assert_int_equal(count_files(spool, QUEUE_INCOMING), 0);
+	assert_int_equal(queue_rename(spool, id, QUEUE_INCOMING,
+	    QUEUE_ACTIVE), -ENOENT);
+	assert_int_equal(queue_rename(spool, id, QUEUE_ACTIVE, "pid"),
+	    -EINVAL);
+	assert_int_equal(queue_rename(spool, "../x", QUEUE_ACTIVE,
+	    QUEUE_HOLD), -EINVAL);
+	rename_fail = 1;
+	assert_int_equal(queue_rename(spool, id, QUEUE_ACTIVE, QUEUE_HOLD),
+	    -EIO);
+	assert_int_equal(count_files(spool, QUEUE_ACTIVE), 1);
+}
+
 int
 main(void)
 {
@@ -1265,6 +1299,7 @@ main(void)
 		T(test_queue_writer_threads),
 		T(test_queue_space_ok),
 		T(test_queue_scan_move_cleanup),
+		T(test_queue_rename_no_sync),
 #undef T
 	};
 
