@@ -12,7 +12,7 @@ const struct conf_param conf_params_smtp_out[] = {
 	{"smtp_helo_name", CONF_STR, "$myhostname", 0, 0,
 	    "name sent in EHLO/HELO (empty: from gethostname)"},
 	{"smtp_tls_security_level", CONF_STR, "may", 0, 0,
-	    "outbound STARTTLS: none, may, encrypt or verify"},
+	    "outbound STARTTLS: none, may, encrypt, verify or dane"},
 	{"smtp_tls_CAfile", CONF_STR, "", 0, 0,
 	    "CA bundle for smtp_tls_security_level=verify (empty: system)"},
 	{"smtp_connect_timeout", CONF_TIME, "30s", 1, 3600,

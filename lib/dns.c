@@ -1,7 +1,8 @@
 /*
  * dns.c - asynchronous DNS through ldns on the libuv thread pool: PTR with
  * forward confirmation, A/AAAA (RFC 1035, RFC 3596), MX routing with
- * implicit MX (RFC 5321 5.1) and null MX (RFC 7505), and a TTL cache
+ * implicit MX (RFC 5321 5.1) and null MX (RFC 7505), TLSA (RFC 6698)
+ * with the AD bit asked for and reported (RFC 6840 5.7), and a TTL cache
  * (RFC 2308 for negative answers). Hostile or malformed answers become
  * DNS_E_* results with a message, never crashes; nothing here exits.
  */
@@ -40,6 +41,7 @@ struct dns_resolver {
 	unsigned timeout_ms;
 	unsigned retries;
 	unsigned families;
+	int dnssec;		/* DO and AD in queries; report AD */
 	struct dns_cache *cache;
 };
 
@@ -48,6 +50,7 @@ enum dns_op {
 	DNS_OP_ADDR,
 	DNS_OP_MX,
 	DNS_OP_MX_HOSTS,
+	DNS_OP_TLSA,
 };
 
 struct dns_request {
@@ -154,6 +157,9 @@ dns_result_free(struct dns_result **resp)
 	free(res->ptr_name);
 	free(res->addrs);
 	mx_list_free(res->mx, res->nmx);
+	for (size_t i = 0; i < res->ntlsa; i++)
+		free(res->tlsa[i].data);
+	free(res->tlsa);
 	free(res);
 	*resp = NULL;
 }
@@ -425,7 +431,8 @@ pkt_answer_rrs(const ldns_pkt *pkt, const char *qname, ldns_rr_type type,
 		    qname, type == LDNS_RR_TYPE_MX ? "MX" :
 		    type == LDNS_RR_TYPE_A ? "A" :
 		    type == LDNS_RR_TYPE_AAAA ? "AAAA" :
-		    type == LDNS_RR_TYPE_PTR ? "PTR" : "matching");
+		    type == LDNS_RR_TYPE_PTR ? "PTR" :
+		    type == LDNS_RR_TYPE_TLSA ? "TLSA" : "matching");
 	return 0;
 }
 
@@ -530,6 +537,46 @@ dns_addrs_from_pkt(const ldns_pkt *pkt, const char *qname,
 	if (malformed == n)
 		return res_error(res, DNS_E_BADANSWER,
 		    "%s: malformed address records", qname);
+	return 0;
+}
+
+int
+dns_tlsa_from_pkt(const ldns_pkt *pkt, const char *qname,
+    struct dns_result *res)
+{
+	ldns_rr *rrs[DNS_MAX_RECORDS];
+	size_t n, i, k;
+	int rc;
+
+	if ((rc = pkt_answer_rrs(pkt, qname, LDNS_RR_TYPE_TLSA, rrs,
+	    DNS_MAX_RECORDS, &n, NULL, res)) != 0)
+		return rc;
+	/* Malformed records are unusable ones: the RRset still exists,
+	 * which RFC 7672 2.2 makes TLS mandatory for. */
+	for (i = 0; i < n && res->ntlsa < DNS_MAX_TLSA; i++) {
+		const ldns_rdf *f[4];
+		struct dns_tlsa *t;
+
+		if (ldns_rr_rd_count(rrs[i]) != 4)
+			continue;
+		for (k = 0; k < 4; k++)
+			f[k] = ldns_rr_rdf(rrs[i], k);
+		if (f[0] == NULL || f[1] == NULL || f[2] == NULL ||
+		    f[3] == NULL || ldns_rdf_size(f[0]) != 1 ||
+		    ldns_rdf_size(f[1]) != 1 || ldns_rdf_size(f[2]) != 1 ||
+		    ldns_rdf_size(f[3]) == 0 ||
+		    ldns_rdf_size(f[3]) > DNS_MAX_TLSA_DATA)
+			continue;
+		res->tlsa = xreallocarray(res->tlsa, res->ntlsa + 1,
+		    sizeof(*res->tlsa));
+		t = &res->tlsa[res->ntlsa++];
+		t->usage = ldns_rdf_data(f[0])[0];
+		t->selector = ldns_rdf_data(f[1])[0];
+		t->mtype = ldns_rdf_data(f[2])[0];
+		t->len = ldns_rdf_size(f[3]);
+		t->data = xmalloc(t->len);
+		memcpy(t->data, ldns_rdf_data(f[3]), t->len);
+	}
 	return 0;
 }
 
@@ -879,6 +926,14 @@ query_server(const struct dns_resolver *r, const struct dns_server *srv,
 		ldns_resolver_deep_free(lr);
 		return DNS_E_BADNAME;
 	}
+	if (r->dnssec) {
+		/* RFC 6840 5.7: AD asks for AD back; DO (RFC 3225) is what
+		 * older validating resolvers need to say it. */
+		ldns_pkt_set_ad(query, true);
+		ldns_pkt_set_edns_do(query, true);
+		if (ldns_pkt_edns_udp_size(query) == 0)
+			ldns_pkt_set_edns_udp_size(query, 1232);
+	}
 	st = ldns_resolver_send_pkt(&answer, lr, query);
 	if (st == LDNS_STATUS_OK && answer != NULL) {
 		if (answer_matches(query, answer)) {
@@ -963,21 +1018,26 @@ dns_query(struct dns_request *req, const char *qname, ldns_rr_type type,
 /*
  * dns_query, and when the answer is a CNAME chain that ends outside it
  * (forwarders that do not chase), query the chain's end, a few times at
- * most. name (DNS_NAME_MAX bytes) gets the name *pkt_r answers.
+ * most. name (DNS_NAME_MAX bytes) gets the name *pkt_r answers; *secure_r
+ * (when not NULL) whether every packet on the way had the AD bit.
  */
 static int
 dns_query_chased(struct dns_request *req, const char *qname,
-    ldns_rr_type type, ldns_pkt **pkt_r, char *name, struct dns_result *res)
+    ldns_rr_type type, ldns_pkt **pkt_r, char *name, int *secure_r,
+    struct dns_result *res)
 {
 	char target[DNS_NAME_MAX];
 	ldns_pkt *pkt;
 	size_t n;
-	int rc, i;
+	int rc, i, secure = req->r->dnssec;
 
 	snprintf(name, DNS_NAME_MAX, "%s", qname);
 	for (i = 0;; i++) {
 		if ((rc = dns_query(req, name, type, &pkt, res)) != 0)
 			return rc;
+		secure = secure && ldns_pkt_ad(pkt);
+		if (secure_r != NULL)
+			*secure_r = secure;
 		rc = pkt_answer_rrs(pkt, name, type, NULL, 0, &n, target,
 		    NULL);
 		if (rc != DNS_E_NODATA || target[0] == '\0') {
@@ -1008,6 +1068,7 @@ op_addr(struct dns_request *req, const char *name, unsigned families,
 	char final[DNS_NAME_MAX];
 	ldns_pkt *pkt;
 	size_t i;
+	int secure, all_secure = req->r->dnssec;
 
 	if (families == 0)
 		families = DNS_INET4 | DNS_INET6;
@@ -1017,16 +1078,20 @@ op_addr(struct dns_request *req, const char *name, unsigned families,
 		/* NXDOMAIN holds for every type: no second query. */
 		if (i == 1 && err[0] == DNS_E_NXDOMAIN)
 			break;
-		rc = dns_query_chased(req, name, types[i], &pkt, final, res);
+		rc = dns_query_chased(req, name, types[i], &pkt, final,
+		    &secure, res);
 		if (rc == 0) {
 			rc = dns_addrs_from_pkt(pkt, final, types[i], res);
 			ldns_pkt_free(pkt);
+			/* The records used, and any denial, must be valid. */
+			all_secure = all_secure && secure;
 		}
 		err[i] = rc;
 		snprintf(msg[i], sizeof(msg[i]), "%s", res->errstr);
 		if (rc == -ECANCELED)
 			return rc;
 	}
+	res->secure = all_secure;
 	if (res->naddrs > 0)
 		return res_ok(res);
 	/* A temporary failure of either type wins: the other might exist. */
@@ -1047,7 +1112,7 @@ op_mx(struct dns_request *req, const char *domain, struct dns_result *res)
 	int rc;
 
 	if ((rc = dns_query_chased(req, domain, LDNS_RR_TYPE_MX, &pkt, final,
-	    res)) != 0)
+	    &res->secure, res)) != 0)
 		return rc;
 	rc = dns_mx_from_pkt(pkt, final, res);
 	ldns_pkt_free(pkt);
@@ -1076,6 +1141,9 @@ op_implicit_mx(struct dns_request *req, const char *domain,
 	res->mx[0].host = xstrndup(domain, strlen(domain) - 1);
 	res->mx[0].addrs = tmp.addrs;
 	res->mx[0].naddrs = tmp.naddrs;
+	/* Both the MX denial (op_mx set res->secure) and the addresses. */
+	res->secure = res->secure && tmp.secure;
+	res->mx[0].secure = res->secure;
 	res->nmx = 1;
 	res->implicit_mx = 1;
 	return res_ok(res);
@@ -1128,6 +1196,7 @@ op_mx_hosts(struct dns_request *req, const char *domain,
 		}
 		mx->addrs = tmp.addrs;
 		mx->naddrs = tmp.naddrs;
+		mx->secure = tmp.secure;
 		res->mx[kept++] = *mx;
 	}
 	res->nmx = kept;
@@ -1140,6 +1209,22 @@ op_mx_hosts(struct dns_request *req, const char *domain,
 	}
 	res->status = worst;
 	return worst;
+}
+
+/* The TLSA records of req->name, "_port._tcp.host." already. */
+static int
+op_tlsa(struct dns_request *req, struct dns_result *res)
+{
+	char final[DNS_NAME_MAX];
+	ldns_pkt *pkt;
+	int rc;
+
+	if ((rc = dns_query_chased(req, req->name, LDNS_RR_TYPE_TLSA, &pkt,
+	    final, &res->secure, res)) != 0)
+		return rc;
+	rc = dns_tlsa_from_pkt(pkt, final, res);
+	ldns_pkt_free(pkt);
+	return rc == 0 ? res_ok(res) : rc;
 }
 
 /*
@@ -1161,7 +1246,7 @@ op_ptr(struct dns_request *req, struct dns_result *res)
 	if (dns_ptr_qname(&req->addr, qname, sizeof(qname)) != 0)
 		return res_error(res, -EINVAL, "bad address family");
 	if ((rc = dns_query_chased(req, qname, LDNS_RR_TYPE_PTR, &pkt, final,
-	    res)) != 0)
+	    NULL, res)) != 0)
 		return rc;
 	rc = pkt_answer_rrs(pkt, final, LDNS_RR_TYPE_PTR, rrs,
 	    DNS_MAX_PTR_NAMES, &n, NULL, res);
@@ -1226,6 +1311,9 @@ request_work(uv_work_t *work)
 		break;
 	case DNS_OP_MX_HOSTS:
 		op_mx_hosts(req, req->name, res);
+		break;
+	case DNS_OP_TLSA:
+		op_tlsa(req, res);
 		break;
 	}
 }
@@ -1333,6 +1421,19 @@ dns_resolve_mx_hosts(struct dns_resolver *r, const char *domain,
 {
 	return request_start(r, DNS_OP_MX_HOSTS, domain, NULL, cb, arg,
 	    req_r);
+}
+
+int
+dns_lookup_tlsa(struct dns_resolver *r, const char *host, int port,
+    dns_callback cb, void *arg, struct dns_request **req_r)
+{
+	char name[DNS_NAME_MAX + 16];
+
+	if (port < 1 || port > 65535 ||
+	    (size_t)snprintf(name, sizeof(name), "_%d._tcp.%s", port, host) >=
+	    sizeof(name))
+		return DNS_E_BADNAME;
+	return request_start(r, DNS_OP_TLSA, name, NULL, cb, arg, req_r);
 }
 
 void
@@ -1464,6 +1565,7 @@ dns_resolver_new(uv_loop_t *loop, const struct dns_config *cfg,
 	r->timeout_ms = cfg->timeout_ms > 0 ? cfg->timeout_ms :
 	    DNS_DEFAULT_TIMEOUT_MS;
 	r->retries = cfg->retries;
+	r->dnssec = cfg->dnssec != 0;
 	r->families = cfg->families & (DNS_INET4 | DNS_INET6);
 	if (r->families == 0)
 		r->families = DNS_INET4 | DNS_INET6;

@@ -1,10 +1,12 @@
 /*
  * dns.h - asynchronous DNS lookups through ldns: PTR with forward
  * confirmation for smtpd, MX routing (RFC 5321 5.1, RFC 7505 null MX) for
- * smtp-out, A/AAAA (RFC 1035, RFC 3596). Queries block, so they run on the
- * libuv thread pool; completion callbacks run on the loop. Answers are
- * cached for their TTL. Every function returns 0 or a negative errno, or one
- * of the DNS_E_* codes below, which live in the same negative space.
+ * smtp-out, A/AAAA (RFC 1035, RFC 3596), TLSA for DANE (RFC 6698, RFC
+ * 7672) with the resolver's DNSSEC verdict (the AD bit, RFC 6840 5.7).
+ * Queries block, so they run on the libuv thread pool; completion
+ * callbacks run on the loop. Answers are cached for their TTL. Every
+ * function returns 0 or a negative errno, or one of the DNS_E_* codes
+ * below, which live in the same negative space.
  */
 #ifndef POCHTA_DNS_H
 #define POCHTA_DNS_H
@@ -38,6 +40,8 @@
 #define DNS_MAX_PTR_NAMES	4	/* PTR names forward-checked */
 #define DNS_MAX_CNAME_CHAIN	8	/* CNAMEs followed in one answer */
 #define DNS_MAX_SERVERS		8	/* entries of dns_config.servers */
+#define DNS_MAX_TLSA		16	/* TLSA records kept per name */
+#define DNS_MAX_TLSA_DATA	1024	/* bytes of one TLSA record's data */
 
 /* Address families to look up (dns_config.families); 0 means both. */
 #define DNS_INET4		0x1
@@ -56,6 +60,12 @@ struct dns_config {
 	unsigned retries;	/* extra rounds over the servers; 0: none */
 	unsigned families;	/* DNS_INET4 | DNS_INET6; 0: both */
 	size_t cache_size;	/* cached answers; 0: caching off */
+	/*
+	 * Ask for DNSSEC (the DO and AD bits, RFC 6840 5.7) and report which
+	 * answers the resolver validated (dns_result.secure). The resolver
+	 * is trusted to validate, and the path to it to be safe.
+	 */
+	int dnssec;
 	unsigned negative_ttl;	/* seconds, when no SOA says; 0: 60 */
 	unsigned max_ttl;	/* cap on any cached TTL; 0: 86400 */
 	/* Clock for the cache (tests); NULL: time(NULL). */
@@ -75,6 +85,16 @@ struct dns_mx {
 	unsigned pref;
 	size_t naddrs;
 	struct dns_addr *addrs;	/* empty from dns_lookup_mx() */
+	int secure;		/* its address records were validated */
+};
+
+/* One TLSA record (RFC 6698 2.1), not yet judged usable or not. */
+struct dns_tlsa {
+	uint8_t usage;
+	uint8_t selector;
+	uint8_t mtype;
+	size_t len;
+	uint8_t *data;		/* len bytes, at most DNS_MAX_TLSA_DATA */
 };
 
 /* The outcome of one lookup; owned by the callback, see dns_result_free. */
@@ -92,6 +112,16 @@ struct dns_result {
 	size_t nmx;
 	struct dns_mx *mx;
 	int implicit_mx;	/* no MX: the domain's own addresses */
+	/* dns_lookup_tlsa: the records, at most DNS_MAX_TLSA */
+	size_t ntlsa;
+	struct dns_tlsa *tlsa;
+	/*
+	 * With dns_config.dnssec: every answer the result (or, for errors,
+	 * the denial) rests on had the AD bit (RFC 4035 3.2.3). For
+	 * dns_resolve_mx_hosts it is the MX RRset's (the implicit MX's
+	 * addresses'); each dns_mx says the same of its addresses.
+	 */
+	int secure;
 };
 
 struct dns_resolver;
@@ -140,6 +170,16 @@ int dns_lookup_addr(struct dns_resolver *r, const char *host,
 int dns_lookup_mx(struct dns_resolver *r, const char *domain,
     dns_callback cb, void *arg, struct dns_request **req_r);
 int dns_resolve_mx_hosts(struct dns_resolver *r, const char *domain,
+    dns_callback cb, void *arg, struct dns_request **req_r);
+
+/*
+ * dns_lookup_tlsa: the TLSA records of _port._tcp.host (RFC 6698 3, RFC
+ *   7672 2.2.3), CNAMEs followed. status 0 with res->tlsa (records whose
+ *   rdata is malformed are left out), DNS_E_NODATA or DNS_E_NXDOMAIN when
+ *   there are none (res->secure says whether the denial was validated),
+ *   or a temporary error. DNS_E_BADNAME also for a port outside 1-65535.
+ */
+int dns_lookup_tlsa(struct dns_resolver *r, const char *host, int port,
     dns_callback cb, void *arg, struct dns_request **req_r);
 
 /*
@@ -199,6 +239,14 @@ int dns_mx_from_pkt(const ldns_pkt *pkt, const char *qname,
  */
 int dns_addrs_from_pkt(const ldns_pkt *pkt, const char *qname,
     ldns_rr_type type, struct dns_result *res);
+
+/*
+ * Append the TLSA records for qname in pkt to res->tlsa, at most
+ * DNS_MAX_TLSA; records with malformed or oversized rdata are skipped.
+ * Errors as dns_mx_from_pkt (DNS_E_NODATA when none is left).
+ */
+int dns_tlsa_from_pkt(const ldns_pkt *pkt, const char *qname,
+    struct dns_result *res);
 
 /*
  * The answer cache: DNS packets keyed by (name, type), kept for the TTL of

@@ -196,6 +196,13 @@ tls_ctx_client_new(enum tls_verify verify, const char *ca_file,
 	}
 	SSL_CTX_set_verify(c, verify == TLS_VERIFY_PEER ? SSL_VERIFY_PEER :
 	    SSL_VERIFY_NONE, NULL);
+	/* Lets connections use DANE (tls_dane_enable); others are not
+	 * affected. */
+	if (SSL_CTX_dane_enable(c) <= 0) {
+		*errstr_r = ssl_errstr("cannot enable DANE");
+		SSL_CTX_free(c);
+		return -ENOMEM;
+	}
 	*ctx_r = xcalloc(1, sizeof(**ctx_r));
 	(*ctx_r)->ssl_ctx = c;
 	(*ctx_r)->role = TLS_CLIENT;
@@ -506,6 +513,68 @@ tls_peer_verified(const struct tls *t)
 {
 	return t->done && SSL_get0_peer_certificate(t->ssl) != NULL &&
 	    SSL_get_verify_result(t->ssl) == X509_V_OK;
+}
+
+int
+tls_dane_enable(struct tls *t, const char *basedomain)
+{
+	if (t->role != TLS_CLIENT || t->done ||
+	    SSL_dane_enable(t->ssl, basedomain) <= 0) {
+		ssl_reason(t->err, sizeof(t->err), "cannot enable DANE");
+		return -EPROTO;
+	}
+	/* RFC 7672 3.1.1: DANE-EE(3) binds the key, not a name; 3.2.3:
+	 * no partial wildcards ("mx*.example") for DANE-TA(2). */
+	SSL_dane_set_flags(t->ssl, DANE_FLAG_NO_DANE_EE_NAMECHECKS);
+	SSL_set_hostflags(t->ssl, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
+	/* A peer that matches no record fails the handshake. */
+	SSL_set_verify(t->ssl, SSL_VERIFY_PEER, NULL);
+	return 0;
+}
+
+int
+tls_dane_add(struct tls *t, unsigned usage, unsigned selector,
+    unsigned mtype, const unsigned char *data, size_t len)
+{
+	int r;
+
+	if (usage > 255 || selector > 255 || mtype > 255)
+		return 0;
+	r = SSL_dane_tlsa_add(t->ssl, (uint8_t)usage, (uint8_t)selector,
+	    (uint8_t)mtype, data, len);
+	if (r < 0) {
+		ssl_reason(t->err, sizeof(t->err), "DANE is not enabled");
+		return -EPROTO;
+	}
+	ERR_clear_error();	/* an unusable record leaves a reason */
+	return r > 0 ? 1 : 0;
+}
+
+int
+tls_peer_dane_verified(const struct tls *t)
+{
+	return tls_peer_verified(t) &&
+	    SSL_get0_dane_authority(t->ssl, NULL, NULL) >= 0;
+}
+
+int
+tls_tlsa_usable(unsigned usage, unsigned selector, unsigned mtype,
+    size_t len)
+{
+	if (usage != 2 && usage != 3)
+		return 0;
+	if (selector != 0 && selector != 1)
+		return 0;
+	switch (mtype) {
+	case 0:
+		return len > 0;
+	case 1:
+		return len == 32;
+	case 2:
+		return len == 64;
+	default:
+		return 0;
+	}
 }
 
 /* Host names as certificates carry them: LDH labels, or an IP literal. */

@@ -143,6 +143,32 @@ const char *tls_servername(const struct tls *t);
 int tls_peer_verified(const struct tls *t);
 
 /*
+ * DANE (RFC 6698, RFC 7672) on a client engine, before its handshake.
+ * tls_dane_enable: verify the peer by the TLSA records added next instead
+ * of the context's trust store; basedomain (the MX host name) is the
+ * reference identifier for DANE-TA(2) name checks, DANE-EE(3) ignores
+ * names and validity dates (RFC 7672 3.1.1, 3.2.2); a peer that matches no
+ * record fails the handshake. 0 or -EPROTO (tls_error() says why).
+ * tls_dane_add: add one record; 1 when added, 0 when OpenSSL finds it
+ * unusable (bad digest length, ...), -EPROTO before tls_dane_enable.
+ */
+int tls_dane_enable(struct tls *t, const char *basedomain);
+int tls_dane_add(struct tls *t, unsigned usage, unsigned selector,
+    unsigned mtype, const unsigned char *data, size_t len);
+
+/* Whether the handshake completed with a peer that matched a TLSA record. */
+int tls_peer_dane_verified(const struct tls *t);
+
+/*
+ * Whether a TLSA record can authenticate an SMTP server (RFC 7672 3.1.3,
+ * RFC 7218): usage DANE-TA(2) or DANE-EE(3), selector Cert(0) or SPKI(1),
+ * matching type Full(0), SHA2-256(1) with 32 bytes or SHA2-512(2) with 64,
+ * and some data. PKIX-TA(0) and PKIX-EE(1) are unusable for SMTP. Pure.
+ */
+int tls_tlsa_usable(unsigned usage, unsigned selector, unsigned mtype,
+    size_t len);
+
+/*
  * Make a new EC P-256 key and a self-signed X.509 v3 certificate for
  * hostname (subject CN and subjectAltName DNS: or IP:), valid from now for
  * days days, and write them as PEM: key_path with mode 0600, cert_path 0644.

@@ -9,6 +9,7 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <unistd.h>
 
 #include <uv.h>
@@ -49,9 +50,7 @@ job_free(struct so_job *job)
 		free(job->rcpts[i].relay);
 	}
 	free(job->rcpts);
-	for (size_t i = 0; i < job->nhosts; i++)
-		free(job->hosts[i].name);
-	free(job->hosts);
+	so_hosts_free(&job->hosts, job->nhosts);
 	free(job->domain);
 	so_setup_unref(&job->setup);
 	free(job);
@@ -154,6 +153,62 @@ on_timer(uv_timer_t *t)
 	so_cache_expire(so_now_ms());
 }
 
+static void on_tlsa(struct dns_result *res, void *arg);
+
+/*
+ * RFC 7672 2.2.3: look up the TLSA records of each DANE candidate, one
+ * name at a time (a name's addresses share them), then deliver.
+ */
+static void
+dane_next(struct so_job *job)
+{
+	for (; job->dane_next < job->nhosts; job->dane_next++) {
+		struct so_host *h = &job->hosts[job->dane_next];
+		struct dns_result *res;
+		int r;
+
+		if (!h->dnssec || h->tlsa != NULL || h->tlsa_err != NULL ||
+		    h->tls_level != SO_TLS_DANE)
+			continue;	/* not a candidate, or done */
+		r = dns_lookup_tlsa(the_srv->dns, h->name, h->port, on_tlsa,
+		    job, &job->dns);
+		if (r == 0)
+			return;
+		res = xcalloc(1, sizeof(*res));
+		res->status = r;
+		snprintf(res->errstr, sizeof(res->errstr), "%s",
+		    dns_strerror(r));
+		on_tlsa(res, job);
+		return;
+	}
+	job_start(job);
+}
+
+static void
+on_tlsa(struct dns_result *res, void *arg)
+{
+	struct so_job *job = arg;
+	struct so_host *h = &job->hosts[job->dane_next];
+
+	job->dns = NULL;
+	if (the_srv->stopping) {
+		dns_result_free(&res);
+		job_fail(job, "4.3.0", "mail system is stopping");
+		return;
+	}
+	so_dane_apply(job->hosts, job->nhosts, h->name, res);
+	if (h->tlsa_err != NULL)
+		log_info("%s: %s", job->queue_id, h->tlsa_err);
+	else
+		log_info("%s: %s: TLS level %s (%zu usable TLSA of %zu%s)",
+		    job->queue_id, h->name, so_tls_level_name(h->tls_level),
+		    h->ntlsa, res->ntlsa, res->secure ? ", validated" :
+		    ", not validated");
+	dns_result_free(&res);
+	job->dane_next++;
+	dane_next(job);
+}
+
 /* RFC 5321 5.1 and RFC 7505: what a failed lookup means for the mail. */
 static void
 route_error(struct so_job *job, int status, const char *errstr)
@@ -195,7 +250,8 @@ on_dns(struct dns_result *res, void *arg)
 	}
 	if (job->explicit_host) {
 		/* [host]: its own addresses, as one MX of preference 0. */
-		struct dns_mx mx = {job->domain, 0, res->naddrs, res->addrs};
+		struct dns_mx mx = {job->domain, 0, res->naddrs, res->addrs,
+		    res->secure};
 
 		res->nmx = 1;
 		res->mx = xmalloc(sizeof(mx));
@@ -220,7 +276,15 @@ on_dns(struct dns_result *res, void *arg)
 		job_fail(job, "4.4.4", "no usable address for the next hop");
 		return;
 	}
-	job_start(job);
+	/* With "dane", hosts DNSSEC does not vouch for get "may". */
+	for (size_t i = 0; i < job->nhosts; i++) {
+		struct so_host *h = &job->hosts[i];
+
+		h->tls_level = job->setup->tls_level;
+		if (h->tls_level == SO_TLS_DANE && !h->dnssec)
+			h->tls_level = SO_TLS_MAY;
+	}
+	dane_next(job);
 }
 
 /* Route a parsed job: DNS on the loop, then a worker thread. */
@@ -314,6 +378,9 @@ resolver_new(struct so_server *srv, const struct conf *conf,
 	cfg.timeout_ms = (unsigned)conf_time(conf, "dns_timeout") * 1000;
 	cfg.retries = (unsigned)conf_int(conf, "dns_retries");
 	cfg.cache_size = SO_DNS_CACHE;
+	/* RFC 7672 2.1: DANE needs to know what DNSSEC validated. */
+	cfg.dnssec = strcasecmp(conf_str(conf, "smtp_tls_security_level"),
+	    "dane") == 0;
 	if (strcmp(conf_str(conf, "inet_protocols"), "ipv4") == 0)
 		cfg.families = DNS_INET4;
 	else if (strcmp(conf_str(conf, "inet_protocols"), "ipv6") == 0)

@@ -1,8 +1,9 @@
 /*
  * smtp_out.h - smtp-out's private interface: settings, one delivery
  * request (a job), the pure protocol helpers (reply parser, EHLO
- * capabilities, dot-stuffing, routing) and the blocking SMTP session run on
- * a worker thread. Agent protocol: pochta-smtp-out(8), pochta-protocol(7).
+ * capabilities, dot-stuffing, routing, DANE levels) and the blocking SMTP
+ * session run on a worker thread. Agent protocol: pochta-smtp-out(8),
+ * pochta-protocol(7).
  */
 #ifndef SMTP_OUT_H
 #define SMTP_OUT_H
@@ -36,6 +37,11 @@ enum so_tls_level {
 	SO_TLS_MAY,		/* STARTTLS when offered (RFC 7435) */
 	SO_TLS_ENCRYPT,		/* STARTTLS required, any certificate */
 	SO_TLS_VERIFY,		/* STARTTLS required, verified name */
+	/*
+	 * As a setting: DANE (RFC 7672) where DNSSEC says so, else "may".
+	 * As a host's level: STARTTLS required, peer matches so_host.tlsa.
+	 */
+	SO_TLS_DANE,
 };
 
 /* One of our own SMTP listeners, for loop detection. */
@@ -86,6 +92,15 @@ struct so_host {
 	char *name;
 	struct dns_addr addr;
 	int port;
+	/* Validated MX (or [host], implicit MX) and addresses (RFC 7672
+	 * 2.2.1, 2.2.2): a DANE candidate. */
+	int dnssec;
+	/* The TLS level for this host: the setting, or what DANE made of
+	 * it (may, encrypt or dane); see so_dane_apply. */
+	enum so_tls_level tls_level;
+	struct dns_tlsa *tlsa;		/* usable records, with SO_TLS_DANE */
+	size_t ntlsa;
+	char *tlsa_err;			/* TLSA lookup failed: do not try */
 };
 
 /* One request: routed on the loop, delivered on a thread. */
@@ -102,6 +117,7 @@ struct so_job {
 	size_t nrcpt;
 	struct so_host *hosts;
 	size_t nhosts;
+	size_t dane_next;		/* next host for a TLSA lookup */
 	struct dns_request *dns;
 	struct so_job *done_next;	/* finished-list link (locked) */
 };
@@ -184,10 +200,29 @@ int so_nexthop_parse(const char *nexthop, char **host_r, int *explicit_r,
  * Turn a DNS result into the host list, each address its own entry, in
  * order; drop hosts that are us (an address:port of own[]) and every MX of
  * equal or lower preference (RFC 5321 5.1). Returns the number of hosts
- * (*hosts_r malloc'd), or -ELOOP when the best remaining MX is us.
+ * (*hosts_r malloc'd, so_hosts_free frees them), or -ELOOP when the best
+ * remaining MX is us. A host's dnssec is res->secure && its mx's secure;
+ * its tls_level is SO_TLS_NONE, for the caller to set.
  */
 int so_hosts_from_mx(const struct dns_result *res, int port,
     const struct so_listener *own, size_t nown, struct so_host **hosts_r);
+
+/* Free n hosts and clear *hostsp. */
+void so_hosts_free(struct so_host **hostsp, size_t n);
+
+/*
+ * RFC 7672 2.2.3: set the TLS level of every host named name among
+ * hosts[0..n) from the result of its TLSA lookup. Validated records with a
+ * usable one (tls_tlsa_usable): SO_TLS_DANE with copies of those; only
+ * unusable ones: SO_TLS_ENCRYPT; unvalidated records, or none at all:
+ * SO_TLS_MAY; a failed lookup (SERVFAIL, timeout, ...): tlsa_err, so the
+ * host is skipped and never gets mail in plain text. Pure.
+ */
+void so_dane_apply(struct so_host *hosts, size_t n, const char *name,
+    const struct dns_result *res);
+
+/* The level's name as in smtp_tls_security_level ("may", "dane"). */
+const char *so_tls_level_name(enum so_tls_level level);
 
 /* Whether addr:port is one of own[]. Pure but for wildcard listeners. */
 int so_is_own(const struct so_listener *own, size_t nown,
@@ -235,9 +270,12 @@ int so_conn_write(struct so_conn *c, const char *p, size_t n,
 int so_conn_reply(struct so_conn *c, struct so_reply *rep, const char *what,
     int64_t deadline);
 
-/* Run the TLS handshake after a 220 to STARTTLS: 0, or -errno and c->err. */
+/*
+ * Run the TLS handshake with h after a 220 to STARTTLS, with DANE when
+ * h->tls_level is SO_TLS_DANE: 0, or -errno and c->err.
+ */
 int so_conn_starttls(struct so_conn *c, struct tls_ctx *ctx,
-    const char *servername, int64_t deadline);
+    const struct so_host *h, int64_t deadline);
 
 /* Close at once; and after a polite QUIT that is not waited for. */
 void so_conn_free(struct so_conn **c);

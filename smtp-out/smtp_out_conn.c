@@ -293,16 +293,48 @@ fail:
 	return r;
 }
 
+/* RFC 7672 3: the peer must match one of h's TLSA records. */
+static int
+dane_setup(struct so_conn *c, const struct so_host *h)
+{
+	size_t added = 0;
+	int r;
+
+	if ((r = tls_dane_enable(c->tls, h->name)) < 0) {
+		set_err(c, "DANE for %s: %s", c->relay, tls_error(c->tls));
+		return r;
+	}
+	for (size_t i = 0; i < h->ntlsa; i++) {
+		const struct dns_tlsa *t = &h->tlsa[i];
+
+		if ((r = tls_dane_add(c->tls, t->usage, t->selector, t->mtype,
+		    t->data, t->len)) < 0) {
+			set_err(c, "DANE for %s: %s", c->relay,
+			    tls_error(c->tls));
+			return r;
+		}
+		added += (size_t)r;
+	}
+	if (added == 0) {
+		set_err(c, "DANE for %s: no TLSA record usable by the TLS "
+		    "library", c->relay);
+		return -EPROTO;
+	}
+	return 0;
+}
+
 int
 so_conn_starttls(struct so_conn *c, struct tls_ctx *ctx,
-    const char *servername, int64_t deadline)
+    const struct so_host *h, int64_t deadline)
 {
 	char tmp[16384];
 	int r;
 
 	/* Nothing the server sent before the handshake may count after. */
 	buf_reset(&c->in);
-	c->tls = tls_new(ctx, servername);
+	c->tls = tls_new(ctx, h->name);
+	if (h->tls_level == SO_TLS_DANE && (r = dane_setup(c, h)) < 0)
+		return r;
 	for (;;) {
 		ssize_t n;
 

@@ -150,7 +150,7 @@ ehlo(struct so_tx *tx, struct so_conn *c)
 }
 
 static int
-starttls(struct so_tx *tx, struct so_conn *c, const char *name)
+starttls(struct so_tx *tx, struct so_conn *c, const struct so_host *h)
 {
 	int r;
 
@@ -159,12 +159,14 @@ starttls(struct so_tx *tx, struct so_conn *c, const char *name)
 		return r;
 	if (tx->rep.code != 220)
 		return refused(c, &tx->rep, "STARTTLS");
-	if ((r = so_conn_starttls(c, tx->s->tls_ctx, name,
+	if ((r = so_conn_starttls(c, tx->s->tls_ctx, h,
 	    deadline(tx->s->helo_timeout))) < 0)
 		return r;
+	/* Postfix's "Verified" (DANE), "Trusted" (PKIX), "Anonymous". */
 	log_info("%s: TLS to %s: %s with cipher %s (%d bits)%s",
 	    tx->job->queue_id, c->relay, tls_version(c->tls),
 	    tls_cipher(c->tls), tls_cipher_bits(c->tls),
+	    tls_peer_dane_verified(c->tls) ? ", dane-verified" :
 	    tls_peer_verified(c->tls) ? ", verified" : "");
 	/* RFC 3207 4.2: forget everything learnt before TLS. */
 	return ehlo(tx, c);
@@ -271,6 +273,11 @@ session_open(struct so_tx *tx, const struct so_host *h, int plain,
 	int r;
 
 	tx->tls_failed = 0;
+	if (h->tlsa_err != NULL) {
+		/* RFC 7672 2.2.3: never this host, and never in plain text. */
+		snprintf(err, errsize, "%s", h->tlsa_err);
+		return -EAGAIN;
+	}
 	if ((r = so_conn_open(h, tx->s->connect_timeout, &c, err,
 	    errsize)) < 0)
 		return r;
@@ -281,11 +288,11 @@ session_open(struct so_tx *tx, const struct so_host *h, int plain,
 		r = refused(c, &tx->rep, "to talk to me");
 	if (r == 0)
 		r = ehlo(tx, c);
-	if (r == 0 && !plain && tx->s->tls_level != SO_TLS_NONE &&
+	if (r == 0 && !plain && h->tls_level != SO_TLS_NONE &&
 	    (c->caps.flags & SO_CAP_STARTTLS)) {
-		r = starttls(tx, c, h->name);
+		r = starttls(tx, c, h);
 		tx->tls_failed = r < 0;
-	} else if (r == 0 && tx->s->tls_level >= SO_TLS_ENCRYPT) {
+	} else if (r == 0 && h->tls_level >= SO_TLS_ENCRYPT) {
 		snprintf(c->err, sizeof(c->err), "TLS is required, but %s "
 		    "does not offer STARTTLS", c->relay);
 		r = -EPROTO;
@@ -658,7 +665,8 @@ so_deliver_job(struct so_job *job)
 			 * Opportunistic TLS (RFC 7435): a server whose TLS is
 			 * broken still gets the mail, in plain text.
 			 */
-			if (!tx.tls_failed || tx.s->tls_level != SO_TLS_MAY)
+			if (!tx.tls_failed ||
+			    job->hosts[h].tls_level != SO_TLS_MAY)
 				continue;
 			log_info("%s: retrying %s without TLS", job->queue_id,
 			    job->hosts[h].name);

@@ -400,9 +400,11 @@ so_hosts_from_mx(const struct dns_result *res, int port,
 				hosts = xreallocarray(hosts, cap,
 				    sizeof(*hosts));
 			}
+			memset(&hosts[n], 0, sizeof(hosts[n]));
 			hosts[n].name = xstrdup(res->mx[i].host);
 			hosts[n].addr = res->mx[i].addrs[j];
 			hosts[n].port = port;
+			hosts[n].dnssec = res->secure && res->mx[i].secure;
 			n++;
 		}
 	}

@@ -28,7 +28,7 @@ tls_level_parse(const char *s, enum so_tls_level *l)
 	} names[] = {
 		{"none", SO_TLS_NONE}, {"may", SO_TLS_MAY},
 		{"encrypt", SO_TLS_ENCRYPT}, {"verify", SO_TLS_VERIFY},
-		{"secure", SO_TLS_VERIFY},
+		{"secure", SO_TLS_VERIFY}, {"dane", SO_TLS_DANE},
 	};
 
 	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)

@@ -11,6 +11,10 @@ Names without records are NXDOMAIN; a name with records answers "no data"
     zone.a("mx1.example.test", "127.0.0.2")
     dns = fakedns.start(self, zone)      # stopped by self's cleanup
     ... dns_servers = dns.servers ...    # "127.0.0.1:PORT"
+
+For DNSSEC, zone.secure(name) sets the AD bit (RFC 4035 3.2.3) on every
+answer about name, as a validating resolver would; zone.tlsa() adds TLSA
+records (RFC 6698) for DANE.
 """
 import ipaddress
 import os
@@ -27,7 +31,7 @@ PROBE_NAME = "probe.fakedns.invalid."
 SOA_OWNER = "."
 
 TYPES = {"A": 1, "NS": 2, "CNAME": 5, "SOA": 6, "PTR": 12, "MX": 15,
-         "TXT": 16, "AAAA": 28}
+         "TXT": 16, "AAAA": 28, "TLSA": 52}
 RCODES = {0: "NOERROR", 1: "FORMERR", 2: "SERVFAIL", 3: "NXDOMAIN",
           4: "NOTIMPL", 5: "REFUSED"}
 
@@ -50,6 +54,7 @@ class Zone:
         self.records = {}       # name -> {type: [(ttl, rdata)]}
         self.rcodes = {}        # name -> rcode name
         self.raw_entries = []
+        self.validated = set()  # names whose answers carry AD
 
     def add(self, name, rtype, rdata, ttl=300):
         rtype = rtype.upper()
@@ -84,6 +89,23 @@ class Zone:
         as a forwarder that does not chase it would."""
         return self.add(name, "CNAME", absolute(target), ttl)
 
+    def tlsa(self, name, usage, selector, mtype, data, ttl=300):
+        """A TLSA record (RFC 6698 2.1) for name ("_25._tcp.mx.test");
+        data is hex, or bytes (any length: hostile data is allowed)."""
+        if isinstance(data, bytes):
+            # RFC 3597 generic form, so any length can be written.
+            rdata = bytes([usage, selector, mtype]) + data
+            return self.add(name, "TLSA",
+                            f"\\# {len(rdata)} {rdata.hex()}", ttl)
+        return self.add(name, "TLSA", f"{usage} {selector} {mtype} {data}",
+                        ttl)
+
+    def secure(self, *names):
+        """Answers about names (records, no data, errors) say AD: the
+        resolver validated them (RFC 4035 3.2.3, RFC 6840 5.8)."""
+        self.validated.update(absolute(n) for n in names)
+        return self
+
     def nxdomain(self, name):
         self.rcodes[absolute(name)] = "NXDOMAIN"
         return self
@@ -106,10 +128,11 @@ class Zone:
         return (f"{SOA_OWNER} {n} IN SOA ns.fakedns.invalid. "
                 f"hostmaster.fakedns.invalid. 1 3600 600 86400 {n}")
 
-    @staticmethod
-    def _entry(match, rcode, question, answer=(), authority=()):
+    def _entry(self, match, rcode, question, answer=(), authority=()):
+        ad = " AD" if question.split()[0] in self.validated else ""
         lines = ["ENTRY_BEGIN", f"MATCH {match}",
-                 f"REPLY QR AA RD RA {rcode}", "ADJUST copy_id copy_query",
+                 f"REPLY QR AA RD RA{ad} {rcode}",
+                 "ADJUST copy_id copy_query",
                  "SECTION QUESTION"]
         lines.append(question)
         lines.append("SECTION ANSWER")
@@ -142,6 +165,11 @@ class Zone:
             out.append(self._entry("opcode qname", "NOERROR",
                                    f"{name} IN A",
                                    authority=[self._soa()]))
+        # A validated name without records: a validated denial.
+        for name in sorted(self.validated - set(self.records) -
+                           set(self.rcodes)):
+            out.append(self._entry("opcode qname", "NXDOMAIN",
+                                   f"{name} IN A", authority=[self._soa()]))
         out.append(self._entry("opcode qtype qname", "NOERROR",
                                f"{PROBE_NAME} IN TXT",
                                [f'{PROBE_NAME} 0 IN TXT "ready"']))
@@ -247,8 +275,9 @@ class FakeDNS:
                    else RuntimeError)
             raise cls(f"ldns-testns exited: {text[-2000:]}")
 
-    def query(self, name, qtype="A", timeout=1.0, tcp=False):
-        """Ask the server; (rcode name, answer count), or None on timeout."""
+    def query(self, name, qtype="A", timeout=1.0, tcp=False, ad=False):
+        """Ask the server; (rcode name, answer count), with the AD bit
+        third if ad, or None on timeout."""
         qid = random.randrange(65536)
         wire = build_query(name, qtype, qid)
         family, kind = socket.AF_INET, (socket.SOCK_STREAM if tcp
@@ -270,7 +299,8 @@ class FakeDNS:
         rid, flags, _qd, an = struct.unpack("!HHHH", reply[:8])
         if rid != qid:
             return None
-        return RCODES.get(flags & 0xf, str(flags & 0xf)), an
+        rcode = RCODES.get(flags & 0xf, str(flags & 0xf))
+        return (rcode, an, bool(flags & 0x20)) if ad else (rcode, an)
 
     @staticmethod
     def _recv_tcp(s):

@@ -107,6 +107,28 @@ class HarnessTest(unittest.TestCase):
             self.assertEqual(a.query("a.test"), ("NOERROR", 1))
             self.assertEqual(b.query("a.test"), ("NXDOMAIN", 0))
 
+    def test_validated_names_and_tlsa_records(self):
+        owner = "_25._tcp.mx.example.test"
+        z = (fakedns.Zone().mx("example.test", 10, "mx.example.test")
+             .a("mx.example.test", "127.0.0.2")
+             .tlsa(owner, 3, 1, 1, "ab" * 32)
+             .tlsa(owner, 2, 0, 1, b"\x01" * 1100)
+             .secure("example.test", owner, "nothing.example.test"))
+        dns = fakedns.start(self, z)
+        self.assertEqual(dns.query("example.test", "MX", ad=True),
+                         ("NOERROR", 1, True))
+        self.assertEqual(dns.query("example.test", "A", ad=True),
+                         ("NOERROR", 0, True))
+        self.assertEqual(dns.query(owner, "TLSA", ad=True, tcp=True),
+                         ("NOERROR", 2, True))
+        self.assertEqual(dns.query("mx.example.test", "A", ad=True),
+                         ("NOERROR", 1, False))
+        # A validated name without records: a validated denial.
+        self.assertEqual(dns.query("nothing.example.test", "TLSA",
+                                   ad=True), ("NXDOMAIN", 0, True))
+        self.assertEqual(dns.query("other.test", "A", ad=True),
+                         ("NXDOMAIN", 0, False))
+
     def test_bad_zone_fails_to_start_cleanly(self):
         z = fakedns.Zone().raw("ENTRY_BEGIN\nMATCH opcode\n"
                                "SECTION ANSWER\nthis is not a record\n"

@@ -1,6 +1,7 @@
 """smtp-out: whole instances exchanging mail through a fake DNS server
 (pochta-smtp-out(8)), and remote servers in Python that fail, defer,
 demand AUTH or misbehave."""
+import hashlib
 import json
 import os
 import re
@@ -26,6 +27,24 @@ def tls_files(inst):
 def openssl(*args):
     subprocess.run(["openssl", *args], check=True, capture_output=True,
                    timeout=timeout(30))
+
+
+def openssl_out(*args, data=None):
+    return subprocess.run(["openssl", *args], check=True, input=data,
+                          capture_output=True, timeout=timeout(30)).stdout
+
+
+def spki_sha256(cert):
+    """Hex SHA-256 of cert's SubjectPublicKeyInfo: TLSA "x 1 1" data."""
+    pub = openssl_out("x509", "-pubkey", "-noout", "-in", cert)
+    der = openssl_out("pkey", "-pubin", "-outform", "DER", data=pub)
+    return hashlib.sha256(der).hexdigest()
+
+
+def cert_sha256(cert):
+    """Hex SHA-256 of cert's DER: TLSA "x 0 1" data."""
+    return hashlib.sha256(openssl_out("x509", "-in", cert, "-outform",
+                                      "DER")).hexdigest()
 
 
 def make_ca_and_cert(testcase, name):
@@ -126,15 +145,18 @@ class SmtpOutTest(unittest.TestCase):
         start(b)
         submit(a, "alice@a.test", ["bob@b.test"], subject)
 
-    def assert_sent_to_b_over_tls(self, a, b, subject, verified=False):
+    def assert_sent_to_b_over_tls(self, a, b, subject, verified=False,
+                                  dane=False):
         """bob@b.test got subject from A over STARTTLS, and A logged the
-        session (with a verified certificate if verified) and the 250."""
+        session (with a verified certificate if verified, matched by DANE
+        if dane) and the 250."""
         got = wait_mail(b, "bob", "b.test")
         self.assertIn(b"Subject: " + subject.encode(), got[0])
         self.assertRegex(got[0].decode(), r"with ESMTPS")
         self.assertIn(b"using TLS", got[0])
         a.wait_for_log(r"TLS to mx\.b\.test\[127\.0\.0\.3\]:\d+: "
-                       r"TLSv1\.[23] " + (r".*, verified$" if verified
+                       r"TLSv1\.[23] " + (r".*, dane-verified$" if dane
+                                          else r".*, verified$" if verified
                                           else ""))
         a.wait_for_log(r"to=<bob@b\.test>, relay=mx\.b\.test\[127\.0\.0"
                        r"\.3\]:\d+, .*status=sent \(250 ")
@@ -333,13 +355,148 @@ class SmtpOutTest(unittest.TestCase):
         a, b = self.verify_pair(lambda z: (z.mx("b.test", 5, "bad.b.test"),
                                            z.a("bad.b.test", FAKE)),
                                 trusted=True)
+        self.assert_primary_fails_secondary_gets_it(a, b, verified=True)
+
+    def assert_primary_fails_secondary_gets_it(self, a, b, **kw):
+        """A's mail for bob@b.test went to B, the secondary MX, over TLS
+        (kw as for assert_sent_to_b_over_tls), after the certificate of
+        bad.b.test, a fake server on FAKE with A's certificate, failed."""
         f = fake(self, FAKE, port=b.port("smtp"), tls_files=tls_files(a))
         self.send_to_b(a, b, "secondary")
-        self.assert_sent_to_b_over_tls(a, b, "secondary", verified=True)
+        self.assert_sent_to_b_over_tls(a, b, "secondary", **kw)
         self.assertIn("STARTTLS", f.commands)
         self.assertEqual(f.messages, [])
         a.wait_for_log(r"TLS handshake with bad\.b\.test\[127\.0\.0\.4\]"
                        r":\d+ failed: .*certificate verify failed")
+
+    # DANE (RFC 7672): smtp_tls_security_level=dane.
+
+    def dane_pair(self, fill, b_conf=None):
+        """Instances A (smtp_tls_security_level=dane) and B (with
+        b_conf), not started, on a zone that fill(zone, owner, b) fills
+        in; owner is "_PORT._tcp.mx.b.test" for B's smtpd port."""
+        a, b = self.pair(smtp_tls_security_level="dane")
+        if b_conf:
+            b.set_conf(**b_conf)
+        owner = f"_{b.port('smtp')}._tcp.mx.b.test"
+        # The owner names B's port, known only now: a zone of its own.
+        dns = self.zone(lambda z: fill(z, owner, b))
+        for inst in (a, b):
+            inst.set_conf(dns_servers=dns.servers)
+        return a, b
+
+    @staticmethod
+    def validated(z, owner, *more):
+        """b.test's MX, mx.b.test's addresses, owner and more: AD."""
+        return z.secure("b.test", "mx.b.test", owner, *more)
+
+    def assert_not_delivered(self, a, b, reason):
+        """A deferred its mail for bob@b.test for reason, without a
+        plain-text attempt; nothing reached B."""
+        a.wait_for_log(r"to=<bob@b\.test>, .*status=deferred \(" + reason,
+                       secs=30)
+        self.assertNotIn("without TLS", a.log())
+        self.assertNotRegex(a.log(), r"status=(sent|bounced)")
+        self.assertNotIn("from=<alice@a.test>", b.log())
+        self.assertEqual(mailbox(b, "bob", "b.test"), [])
+        self.assert_alive(a)
+        self.assert_alive(b)
+
+    def test_dane_ee_spki_match_delivers_verified(self):
+        # B's certificate is the self-signed one for mail.b.test that
+        # `pochta init` made: DANE-EE(3) ignores the name and the issuer.
+        a, b = self.dane_pair(lambda z, o, b: (
+            self.validated(z, o),
+            z.tlsa(o, 3, 1, 1, spki_sha256(tls_files(b)[0]))))
+        self.send_to_b(a, b, "dane-ee")
+        self.assert_sent_to_b_over_tls(a, b, "dane-ee", dane=True)
+        a.wait_for_log(r"mx\.b\.test: TLS level dane \(1 usable TLSA of 1"
+                       r", validated\)")
+
+    def test_dane_ee_wrong_hash_defers_without_plain_text(self):
+        a, b = self.dane_pair(lambda z, o, b: (
+            self.validated(z, o), z.tlsa(o, 3, 1, 1, "ab" * 32)))
+        self.send_to_b(a, b, "wrong")
+        self.assert_not_delivered(
+            a, b, r"TLS handshake with mx\.b\.test\[127\.0\.0\.3\]:\d+ "
+            r"failed: .*certificate verify failed: .*(?i:no matching DANE "
+            r"TLSA records)")
+
+    def test_dane_failure_at_primary_mx_tries_the_next(self):
+        # bad.b.test (FAKE, with A's certificate) and mx.b.test, the
+        # secondary, both have B's key in their TLSA records.
+        def fill(z, own, b):
+            bad = own.replace("mx.b.test", "bad.b.test")
+            good = spki_sha256(tls_files(b)[0])
+            z.mx("b.test", 5, "bad.b.test")
+            z.a("bad.b.test", FAKE)
+            self.validated(z, own, "bad.b.test", bad)
+            z.tlsa(own, 3, 1, 1, good)
+            z.tlsa(bad, 3, 1, 1, good)
+        a, b = self.dane_pair(fill)
+        self.assert_primary_fails_secondary_gets_it(a, b, dane=True)
+
+    def test_dane_validated_without_tlsa_is_opportunistic(self):
+        a, b = self.dane_pair(lambda z, o, b: self.validated(z, o))
+        self.send_to_b(a, b, "no-tlsa")
+        self.assert_sent_to_b_over_tls(a, b, "no-tlsa")
+        a.wait_for_log(r"mx\.b\.test: TLS level may \(0 usable TLSA of 0, "
+                       r"validated\)")
+        self.assertNotRegex(a.log(), r"TLS to .*verified")
+
+    def test_dane_unvalidated_answers_are_opportunistic(self):
+        # Without AD the (wrong) record is not believed: plain "may",
+        # and without a validated MX there is no TLSA lookup at all.
+        a, b = self.dane_pair(lambda z, o, b: z.tlsa(o, 3, 1, 1, "ab" * 32))
+        self.send_to_b(a, b, "unvalidated")
+        self.assert_sent_to_b_over_tls(a, b, "unvalidated")
+        self.assertNotIn("TLS level", a.log())
+        self.assertNotRegex(a.log(), r"TLS to .*verified")
+
+    def test_dane_unvalidated_tlsa_of_validated_mx_is_opportunistic(self):
+        a, b = self.dane_pair(lambda z, o, b: (
+            z.secure("b.test", "mx.b.test"), z.tlsa(o, 3, 1, 1, "ab" * 32)))
+        self.send_to_b(a, b, "insecure-tlsa")
+        self.assert_sent_to_b_over_tls(a, b, "insecure-tlsa")
+        a.wait_for_log(r"mx\.b\.test: TLS level may \(0 usable TLSA of 1, "
+                       r"not validated\)")
+
+    def test_dane_tlsa_servfail_defers(self):
+        a, b = self.dane_pair(lambda z, o, b: (self.validated(z, o),
+                                               z.servfail(o)))
+        self.send_to_b(a, b, "servfail")
+        self.assert_not_delivered(a, b, r"TLSA lookup for mx\.b\.test "
+                                  r"failed")
+        self.assertNotIn("connected to mx.b.test", a.log())
+
+    def test_dane_hostile_tlsa_data_means_encrypt(self):
+        # An oversized record, malformed and unusable ones: the validated
+        # RRset still makes TLS mandatory, unauthenticated (RFC 7672 2.2).
+        a, b = self.dane_pair(lambda z, o, b: (
+            self.validated(z, o),
+            z.tlsa(o, 3, 1, 1, b"\x01" * 1100),
+            z.tlsa(o, 3, 1, 1, b""),
+            z.tlsa(o, 3, 1, 1, b"\x02" * 5),
+            z.tlsa(o, 1, 1, 1, "ab" * 32),
+            z.tlsa(o, 3, 7, 1, "ab" * 32)))
+        self.send_to_b(a, b, "hostile")
+        self.assert_sent_to_b_over_tls(a, b, "hostile")
+        a.wait_for_log(r"mx\.b\.test: TLS level encrypt \(0 usable TLSA")
+        self.assert_alive(a)
+
+    def test_dane_ta_with_ca_signed_certificate_delivers_verified(self):
+        ca, cert, key = make_ca_and_cert(self, "mx.b.test")
+        chain = os.path.join(os.path.dirname(cert), "chain.pem")
+        with open(chain, "w") as out:
+            for path in (cert, ca):
+                with open(path) as f:
+                    out.write(f.read())
+        a, b = self.dane_pair(
+            lambda z, o, b: (self.validated(z, o),
+                             z.tlsa(o, 2, 0, 1, cert_sha256(ca))),
+            b_conf=dict(tls_cert_file=chain, tls_key_file=key))
+        self.send_to_b(a, b, "dane-ta")
+        self.assert_sent_to_b_over_tls(a, b, "dane-ta", dane=True)
 
     def test_dsn_parameters_passed_on(self):
         a, f = self.via_fake(caps=("DSN", "SIZE 100000", "8BITMIME"))

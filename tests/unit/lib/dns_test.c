@@ -296,6 +296,116 @@ test_dns_addrs_from_pkt_caps_and_types(void **state)
 	dns_result_free(&res);
 }
 
+/* A TLSA record for owner put together field by field: any lengths. */
+static ldns_rr *
+tlsa_rr(const char *owner, const size_t *sizes, size_t nfields)
+{
+	static const uint8_t bytes[DNS_MAX_TLSA_DATA + 8];
+	ldns_rr *rr = ldns_rr_new();
+
+	ldns_rr_set_owner(rr, ldns_dname_new_frm_str(owner));
+	ldns_rr_set_type(rr, LDNS_RR_TYPE_TLSA);
+	ldns_rr_set_class(rr, LDNS_RR_CLASS_IN);
+	ldns_rr_set_ttl(rr, 60);
+	for (size_t i = 0; i < nfields; i++)
+		ldns_rr_push_rdf(rr, ldns_rdf_new_frm_data(i < 3 ?
+		    LDNS_RDF_TYPE_INT8 : LDNS_RDF_TYPE_HEX, sizes[i], bytes));
+	return rr;
+}
+
+static void
+test_dns_tlsa_from_pkt_records_and_hostile_data(void **state)
+{
+	static const char *const an[] = {
+		"_25._tcp.mx.test. 60 IN TLSA 3 1 1 "
+		"0123456789abcdef0123456789abcdef"
+		"0123456789abcdef0123456789abcdef",
+		"_25._tcp.mx.test. 60 IN TLSA 2 0 2 abcd",
+		"_25._tcp.other.test. 60 IN TLSA 3 1 1 abcd",
+		"_25._tcp.mx.test. 60 IN A 192.0.2.1", NULL };
+	static const size_t short_rr[] = { 1 }, wide[] = { 2, 1, 1, 32 },
+	    empty[] = { 1, 1, 1, 0 }, huge[] = { 1, 1, 1,
+	    DNS_MAX_TLSA_DATA + 1 }, max[] = { 1, 1, 1, DNS_MAX_TLSA_DATA };
+	struct dns_result *res = result_new();
+	ldns_pkt *pkt;
+	char line[128];
+	const char *many[DNS_MAX_TLSA + 6];
+	char lines[DNS_MAX_TLSA + 5][128];
+	size_t i;
+
+	(void)state;
+	pkt = pkt_make(LDNS_RCODE_NOERROR, "_25._tcp.mx.test.",
+	    LDNS_RR_TYPE_TLSA, an, NULL);
+	assert_int_equal(dns_tlsa_from_pkt(pkt, "_25._tcp.mx.test.", res), 0);
+	assert_int_equal(res->ntlsa, 2);
+	assert_int_equal(res->tlsa[0].usage, 3);
+	assert_int_equal(res->tlsa[0].selector, 1);
+	assert_int_equal(res->tlsa[0].mtype, 1);
+	assert_int_equal(res->tlsa[0].len, 32);
+	assert_int_equal(res->tlsa[0].data[1], 0x23);
+	assert_int_equal(res->tlsa[1].usage, 2);
+	assert_int_equal(res->tlsa[1].mtype, 2);
+	assert_int_equal(res->tlsa[1].len, 2);
+	ldns_pkt_free(pkt);
+	dns_result_free(&res);
+
+	/* Fields of the wrong size or count, and oversized data, are left
+	 * out; the RRset still exists (status 0, no records). */
+	res = result_new();
+	pkt = pkt_make(LDNS_RCODE_NOERROR, "_25._tcp.mx.test.",
+	    LDNS_RR_TYPE_TLSA, NULL, NULL);
+	ldns_pkt_push_rr(pkt, LDNS_SECTION_ANSWER,
+	    tlsa_rr("_25._tcp.mx.test.", short_rr, 1));
+	ldns_pkt_push_rr(pkt, LDNS_SECTION_ANSWER,
+	    tlsa_rr("_25._tcp.mx.test.", wide, 4));
+	ldns_pkt_push_rr(pkt, LDNS_SECTION_ANSWER,
+	    tlsa_rr("_25._tcp.mx.test.", empty, 4));
+	ldns_pkt_push_rr(pkt, LDNS_SECTION_ANSWER,
+	    tlsa_rr("_25._tcp.mx.test.", huge, 4));
+	assert_int_equal(dns_tlsa_from_pkt(pkt, "_25._tcp.mx.test.", res), 0);
+	assert_int_equal(res->ntlsa, 0);
+	ldns_pkt_push_rr(pkt, LDNS_SECTION_ANSWER,
+	    tlsa_rr("_25._tcp.mx.test.", max, 4));
+	assert_int_equal(dns_tlsa_from_pkt(pkt, "_25._tcp.mx.test.", res), 0);
+	assert_int_equal(res->ntlsa, 1);
+	assert_int_equal(res->tlsa[0].len, DNS_MAX_TLSA_DATA);
+	ldns_pkt_free(pkt);
+	dns_result_free(&res);
+
+	/* At most DNS_MAX_TLSA records. */
+	for (i = 0; i < DNS_MAX_TLSA + 5; i++) {
+		snprintf(lines[i], sizeof(lines[i]), "_25._tcp.mx.test. 60 IN "
+		    "TLSA 3 1 1 %064zx", i);
+		many[i] = lines[i];
+	}
+	many[i] = NULL;
+	res = result_new();
+	pkt = pkt_make(LDNS_RCODE_NOERROR, "_25._tcp.mx.test.",
+	    LDNS_RR_TYPE_TLSA, many, NULL);
+	assert_int_equal(dns_tlsa_from_pkt(pkt, "_25._tcp.mx.test.", res), 0);
+	assert_int_equal(res->ntlsa, DNS_MAX_TLSA);
+	ldns_pkt_free(pkt);
+	dns_result_free(&res);
+
+	/* None, and errors. */
+	res = result_new();
+	snprintf(line, sizeof(line), "_25._tcp.mx.test. 60 IN A 192.0.2.1");
+	many[0] = line;
+	many[1] = NULL;
+	pkt = pkt_make(LDNS_RCODE_NOERROR, "_25._tcp.mx.test.",
+	    LDNS_RR_TYPE_TLSA, many, NULL);
+	assert_int_equal(dns_tlsa_from_pkt(pkt, "_25._tcp.mx.test.", res),
+	    DNS_E_NODATA);
+	assert_int_equal(res->ntlsa, 0);
+	ldns_pkt_free(pkt);
+	pkt = pkt_make(LDNS_RCODE_SERVFAIL, "_25._tcp.mx.test.",
+	    LDNS_RR_TYPE_TLSA, NULL, NULL);
+	assert_int_equal(dns_tlsa_from_pkt(pkt, "_25._tcp.mx.test.", res),
+	    DNS_E_SERVFAIL);
+	ldns_pkt_free(pkt);
+	dns_result_free(&res);
+}
+
 struct fake_clock {
 	time_t now;
 };
@@ -481,6 +591,10 @@ static struct live *live;
 	"REPLY QR RD RA NOERROR\nADJUST copy_id\nSECTION QUESTION\n" \
 	q " IN " t "\nSECTION ANSWER\n"
 #define END "ENTRY_END\n"
+/* The same, validated by the (trusted) resolver: AD set. */
+#define ESEC(q, t) "ENTRY_BEGIN\nMATCH opcode qtype qname\n" \
+	"REPLY QR RD RA AD NOERROR\nADJUST copy_id\nSECTION QUESTION\n" \
+	q " IN " t "\nSECTION ANSWER\n"
 
 static const char zone[] =
     /* Two MX of equal preference and a backup. */
@@ -542,6 +656,19 @@ static const char zone[] =
     "0000 8180 0001 0005 0000 0000\n"
     "05 73686f7274 04 74657374 00 000f 0001\n"
     "HEX_ANSWER_END\n" END
+    /* DNSSEC: a validated MX, host and TLSA RRset; an unvalidated one. */
+    ESEC("sec.test.", "MX") "sec.test. 300 IN MX 10 mx.sec.test.\n" END
+    ESEC("mx.sec.test.", "A") "mx.sec.test. 300 IN A 127.0.0.5\n" END
+    ESEC("mx.sec.test.", "AAAA") END
+    ESEC("_25._tcp.mx.sec.test.", "TLSA")
+    "_25._tcp.mx.sec.test. 300 IN TLSA 3 1 1 "
+    "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef\n"
+    END
+    E("_25._tcp.mx-a.example.test.", "TLSA")
+    "_25._tcp.mx-a.example.test. 300 IN TLSA 2 0 1 "
+    "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef\n"
+    END
+    ESEC("_25._tcp.mx-b.example.test.", "TLSA") END
     /* PTR with and without forward confirmation, IPv4 and IPv6. */
     E("2.0.0.127.in-addr.arpa.", "PTR")
     "2.0.0.127.in-addr.arpa. 300 IN PTR mx-a.example.test.\n" END
@@ -649,6 +776,8 @@ live_teardown(void **state)
 	return 0;
 }
 
+static int live_dnssec;		/* dns_config.dnssec for live_resolver */
+
 static struct dns_resolver *
 live_resolver(const char *servers, unsigned timeout_ms, size_t cache)
 {
@@ -665,6 +794,7 @@ live_resolver(const char *servers, unsigned timeout_ms, size_t cache)
 	cfg.servers = servers;
 	cfg.timeout_ms = timeout_ms > 0 ? timeout_ms : 1000;
 	cfg.cache_size = cache;
+	cfg.dnssec = live_dnssec;
 	assert_int_equal(dns_resolver_new(&live->loop, &cfg, &r, &err), 0);
 	return r;
 }
@@ -683,7 +813,7 @@ done_cb(struct dns_result *res, void *arg)
 	d->res = res;
 }
 
-enum { Q_MX, Q_HOSTS, Q_ADDR, Q_PTR };
+enum { Q_MX, Q_HOSTS, Q_ADDR, Q_PTR, Q_TLSA };
 
 static int
 lookup_start(struct dns_resolver *r, int q, const char *name, struct done *d,
@@ -698,6 +828,8 @@ lookup_start(struct dns_resolver *r, int q, const char *name, struct done *d,
 		return dns_resolve_mx_hosts(r, name, done_cb, d, req);
 	case Q_ADDR:
 		return dns_lookup_addr(r, name, done_cb, d, req);
+	case Q_TLSA:
+		return dns_lookup_tlsa(r, name, 25, done_cb, d, req);
 	default:
 		if (dns_addr_parse(name, &a) != 0)
 			return -EINVAL;
@@ -718,6 +850,51 @@ lookup(struct dns_resolver *r, int q, const char *name)
 	uv_run(&live->loop, UV_RUN_DEFAULT);
 	assert_int_equal(d.called, 1);
 	return d.res;
+}
+
+/* Look name up and check status, secure and how many MX or TLSA. */
+static void
+check_secure(struct dns_resolver *r, int q, const char *name, int status,
+    int secure, size_t n)
+{
+	struct dns_result *res = lookup(r, q, name);
+
+	assert_int_equal(res->status, status);
+	assert_int_equal(res->secure, secure);
+	assert_int_equal(q == Q_TLSA ? res->ntlsa : res->nmx, n);
+	for (size_t i = 0; q == Q_HOSTS && i < res->nmx; i++)
+		assert_int_equal(res->mx[i].secure, secure);
+	for (size_t i = 0; q == Q_TLSA && i < res->ntlsa; i++)
+		assert_int_equal(res->tlsa[i].len, 32);
+	dns_result_free(&res);
+}
+
+static void
+test_dns_live_dnssec_ad_and_tlsa(void **state)
+{
+	struct dns_resolver *r;
+
+	(void)state;
+	live_dnssec = 1;
+	r = live_resolver(NULL, 0, 64);
+	live_dnssec = 0;
+	/* Twice: the second time from the cache, AD and all. */
+	for (int pass = 0; pass < 2; pass++) {
+		check_secure(r, Q_HOSTS, "sec.test", 0, 1, 1);
+		check_secure(r, Q_TLSA, "mx.sec.test", 0, 1, 1);
+	}
+	check_secure(r, Q_HOSTS, "example.test", 0, 0, 3);
+	check_secure(r, Q_TLSA, "mx-a.example.test", 0, 0, 1);
+	/* A validated denial. */
+	check_secure(r, Q_TLSA, "mx-b.example.test", DNS_E_NODATA, 1, 0);
+	assert_int_equal(dns_lookup_tlsa(r, "mx.sec.test", 0, done_cb, NULL,
+	    NULL), DNS_E_BADNAME);
+	dns_resolver_free(&r);
+
+	/* Without dnssec the AD bit is not believed. */
+	r = live_resolver(NULL, 0, 64);
+	check_secure(r, Q_HOSTS, "sec.test", 0, 0, 1);
+	dns_resolver_free(&r);
 }
 
 static void
@@ -1086,11 +1263,14 @@ main(void)
 		cmocka_unit_test(test_dns_mx_from_pkt_null_mx),
 		cmocka_unit_test(test_dns_mx_from_pkt_errors),
 		cmocka_unit_test(test_dns_addrs_from_pkt_caps_and_types),
+		cmocka_unit_test(
+		    test_dns_tlsa_from_pkt_records_and_hostile_data),
 		cmocka_unit_test(test_dns_cache_expiry_follows_ttl),
 		cmocka_unit_test(test_dns_cache_negative_and_uncacheable),
 		cmocka_unit_test(test_dns_cache_evicts_least_recently_used),
 		cmocka_unit_test(test_dns_resolver_config_errors),
 		cmocka_unit_test(test_dns_live_mx_equal_preferences),
+		cmocka_unit_test(test_dns_live_dnssec_ad_and_tlsa),
 		cmocka_unit_test(test_dns_live_implicit_and_null_mx),
 		cmocka_unit_test(test_dns_live_nxdomain_servfail_timeout),
 		cmocka_unit_test(test_dns_live_ptr_forward_confirmation),

@@ -520,6 +520,31 @@ test_tls_v12_works_without_renegotiation(void **state)
 	tls_free(&srv);
 }
 
+/* RFC 7672 3.1.3 and RFC 7218: which TLSA records SMTP can use. */
+static void
+test_tls_tlsa_usable(void **state)
+{
+	(void)state;
+	assert_true(tls_tlsa_usable(3, 1, 1, 32));
+	assert_true(tls_tlsa_usable(3, 0, 2, 64));
+	assert_true(tls_tlsa_usable(2, 0, 1, 32));
+	assert_true(tls_tlsa_usable(2, 1, 0, 91));
+	/* PKIX-TA(0), PKIX-EE(1) and unknown usages. */
+	assert_false(tls_tlsa_usable(0, 0, 1, 32));
+	assert_false(tls_tlsa_usable(1, 1, 1, 32));
+	assert_false(tls_tlsa_usable(4, 1, 1, 32));
+	assert_false(tls_tlsa_usable(255, 1, 1, 32));
+	/* Unknown selectors and matching types. */
+	assert_false(tls_tlsa_usable(3, 2, 1, 32));
+	assert_false(tls_tlsa_usable(3, 1, 3, 32));
+	assert_false(tls_tlsa_usable(3, 1, 255, 32));
+	/* Digests of the wrong length, and no data. */
+	assert_false(tls_tlsa_usable(3, 1, 1, 31));
+	assert_false(tls_tlsa_usable(3, 1, 1, 64));
+	assert_false(tls_tlsa_usable(3, 1, 2, 32));
+	assert_false(tls_tlsa_usable(3, 1, 0, 0));
+}
+
 int
 main(void)
 {
@@ -532,6 +557,7 @@ main(void)
 		cmocka_unit_test(test_tls_byte_at_a_time),
 		cmocka_unit_test(test_tls_random_garbage),
 		cmocka_unit_test(test_tls_verify_peer),
+		cmocka_unit_test(test_tls_tlsa_usable),
 		cmocka_unit_test(test_tls_garbage_instead_of_hello),
 		cmocka_unit_test(test_tls_old_protocol_refused),
 		cmocka_unit_test(test_tls_v12_works_without_renegotiation),

@@ -274,9 +274,9 @@ test_so_hosts_from_mx(void **state)
 {
 	struct dns_addr a[4];
 	struct dns_mx mx[3] = {
-		{"mx1.test", 10, 2, &a[0]},
-		{"mx2.test", 20, 1, &a[2]},
-		{"mx3.test", 30, 1, &a[3]},
+		{"mx1.test", 10, 2, &a[0], 0},
+		{"mx2.test", 20, 1, &a[2], 0},
+		{"mx3.test", 30, 1, &a[3], 0},
 	};
 	struct dns_result res;
 	struct so_listener own = {0, {0, {0}}, 2525};
@@ -312,6 +312,118 @@ test_so_hosts_from_mx(void **state)
 	/* We are the best MX: the mail loops. */
 	set4(&own.addr, "192.0.2.2");
 	assert_int_equal(so_hosts_from_mx(&res, 2525, &own, 1, &h), -ELOOP);
+
+	/* DANE candidates: a validated MX RRset and validated addresses. */
+	res.secure = 1;
+	mx[0].secure = 1;
+	n = so_hosts_from_mx(&res, 25, NULL, 0, &h);
+	assert_true(h[0].dnssec && h[1].dnssec);
+	assert_false(h[2].dnssec);
+	assert_null(h[0].tlsa);
+	hosts_check_free(h, n, 4);
+	res.secure = 0;
+	n = so_hosts_from_mx(&res, 25, NULL, 0, &h);
+	assert_false(h[0].dnssec);
+	hosts_check_free(h, n, 4);
+}
+
+/* Three hosts: mx1 (two addresses, validated), mx2 (not validated). */
+static struct so_host *
+dane_hosts(void)
+{
+	struct so_host *h = calloc(3, sizeof(*h));
+
+	h[0].name = strdup("mx1.test");
+	h[1].name = strdup("mx1.test");
+	h[2].name = strdup("mx2.test");
+	h[0].dnssec = h[1].dnssec = 1;
+	for (int i = 0; i < 3; i++)
+		h[i].tls_level = SO_TLS_DANE;
+	return h;
+}
+
+static void
+test_so_dane_apply(void **state)
+{
+	static uint8_t sha256[32] = {1}, sha512[64] = {2}, odd[31] = {3};
+	struct dns_tlsa recs[] = {
+		{3, 1, 1, sizeof(sha256), sha256},
+		{1, 1, 1, sizeof(sha256), sha256},	/* PKIX-EE */
+		{2, 0, 2, sizeof(sha512), sha512},
+		{3, 1, 1, sizeof(odd), odd},		/* bad length */
+	};
+	struct dns_result res;
+	struct so_host *h;
+
+	(void)state;
+	/* Validated, with usable records: DANE with copies of those. */
+	memset(&res, 0, sizeof(res));
+	res.tlsa = recs;
+	res.ntlsa = 4;
+	res.secure = 1;
+	h = dane_hosts();
+	so_dane_apply(h, 3, "mx1.test", &res);
+	for (int i = 0; i < 2; i++) {
+		assert_int_equal(h[i].tls_level, SO_TLS_DANE);
+		assert_int_equal(h[i].ntlsa, 2);
+		assert_int_equal(h[i].tlsa[0].usage, 3);
+		assert_int_equal(h[i].tlsa[1].usage, 2);
+		assert_ptr_not_equal(h[i].tlsa[0].data, sha256);
+		assert_memory_equal(h[i].tlsa[1].data, sha512, 64);
+		assert_null(h[i].tlsa_err);
+	}
+	assert_null(h[2].tlsa);		/* another name */
+	/* mx2 is not a candidate: nothing changes, whatever the answer. */
+	so_dane_apply(h, 3, "mx2.test", &res);
+	assert_null(h[2].tlsa);
+	assert_int_equal(h[2].tls_level, SO_TLS_DANE);
+	so_hosts_free(&h, 3);
+	assert_null(h);
+
+	/* Validated, none usable: mandatory, unauthenticated TLS. */
+	res.tlsa = &recs[1];
+	res.ntlsa = 1;
+	h = dane_hosts();
+	so_dane_apply(h, 3, "mx1.test", &res);
+	assert_int_equal(h[0].tls_level, SO_TLS_ENCRYPT);
+	assert_int_equal(h[1].ntlsa, 0);
+	so_hosts_free(&h, 3);
+
+	/* Not validated: opportunistic. */
+	res.tlsa = recs;
+	res.ntlsa = 4;
+	res.secure = 0;
+	h = dane_hosts();
+	so_dane_apply(h, 3, "mx1.test", &res);
+	assert_int_equal(h[0].tls_level, SO_TLS_MAY);
+	assert_null(h[0].tlsa);
+	so_hosts_free(&h, 3);
+
+	/* No records, validated denial or not: opportunistic. */
+	memset(&res, 0, sizeof(res));
+	for (int i = 0; i < 4; i++) {
+		res.status = i < 2 ? DNS_E_NXDOMAIN : DNS_E_NODATA;
+		res.secure = i % 2;
+		h = dane_hosts();
+		so_dane_apply(h, 3, "mx1.test", &res);
+		assert_int_equal(h[1].tls_level, SO_TLS_MAY);
+		so_hosts_free(&h, 3);
+	}
+
+	/* A failed lookup: the host is not tried at all. */
+	res.status = DNS_E_SERVFAIL;
+	snprintf(res.errstr, sizeof(res.errstr), "_25._tcp.mx1.test.: "
+	    "name server failure (SERVFAIL)");
+	h = dane_hosts();
+	so_dane_apply(h, 3, "mx1.test", &res);
+	assert_non_null(h[0].tlsa_err);
+	assert_non_null(strstr(h[1].tlsa_err, "TLSA lookup for mx1.test "
+	    "failed: _25._tcp.mx1.test.: name server failure"));
+	assert_null(h[2].tlsa_err);
+	so_hosts_free(&h, 3);
+
+	assert_string_equal(so_tls_level_name(SO_TLS_DANE), "dane");
+	assert_string_equal(so_tls_level_name(SO_TLS_MAY), "may");
 }
 
 static void
@@ -345,6 +457,7 @@ main(void)
 		cmocka_unit_test(test_so_dot_stuff),
 		cmocka_unit_test(test_so_nexthop_parse),
 		cmocka_unit_test(test_so_hosts_from_mx),
+		cmocka_unit_test(test_so_dane_apply),
 		cmocka_unit_test(test_so_needs_utf8_and_xtext),
 	};
 
