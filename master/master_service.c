@@ -270,6 +270,9 @@ child_fds(struct master_svc *svc, int null)
 		_exit(127);
 }
 
+/* Signals master handles through its loop: blocked while it forks. */
+static const int forked_blocked[] = {SIGHUP, SIGTERM, SIGINT, SIGCHLD};
+
 static _Noreturn void
 child_exec(struct master *m, struct master_svc *svc, pid_t master_pid)
 {
@@ -281,15 +284,21 @@ child_exec(struct master *m, struct master_svc *svc, pid_t master_pid)
 	sigset_t hup;
 	int null;
 
-	/* Undo what libuv did to signals in master, except that a reload
-	 * may signal the worker before it has set up its own handler:
-	 * SIGHUP stays blocked across exec, so it neither kills the worker
-	 * nor gets lost; the worker unblocks it once its handler is in
-	 * place and then reads its configuration again. */
+	/* Undo what libuv did to signals in master. spawn() forked with
+	 * these signals blocked, so none has reached master's handlers in
+	 * this process (they would have told master's loop, not us). A
+	 * pending SIGTERM now has its default effect; SIGHUP stays blocked
+	 * across exec, so a reload that signals the worker before it has
+	 * set up its own handler neither kills it nor gets lost: the worker
+	 * unblocks it once its handler is in place and then reads its
+	 * configuration again. */
+	for (size_t i = 0; i < sizeof(forked_blocked) /
+	    sizeof(forked_blocked[0]); i++)
+		signal(forked_blocked[i], SIG_DFL);
+	signal(SIGPIPE, SIG_DFL);
 	sigemptyset(&hup);
 	sigaddset(&hup, SIGHUP);
 	sigprocmask(SIG_SETMASK, &hup, NULL);
-	signal(SIGPIPE, SIG_DFL);
 	argv[0] = c->argv[0][0] == '/' ? xstrdup(c->argv[0]) :
 	    xasprintf("%s/%s", conf_str(m->conf, "daemon_directory"),
 	    c->argv[0]);
@@ -337,8 +346,23 @@ static void
 spawn(struct master *m, struct master_svc *svc, struct master_slot *slot)
 {
 	pid_t master_pid = getpid(), pid;
+	sigset_t block, old;
 
-	if ((pid = fork()) < 0) {
+	/*
+	 * Until the child has reset them, master's signal handlers are the
+	 * child's too, and they write to master's loop: a SIGHUP sent to the
+	 * new worker in that moment would reload master instead and never
+	 * reach the worker. Blocked here, such a signal waits in the child.
+	 */
+	sigemptyset(&block);
+	for (size_t i = 0; i < sizeof(forked_blocked) /
+	    sizeof(forked_blocked[0]); i++)
+		sigaddset(&block, forked_blocked[i]);
+	sigprocmask(SIG_BLOCK, &block, &old);
+	pid = fork();
+	if (pid != 0)
+		sigprocmask(SIG_SETMASK, &old, NULL);
+	if (pid < 0) {
 		/* Like a crash: try again after the backoff. */
 		log_error("service %s: fork: %s", svc->conf->name,
 		    strerror(errno));

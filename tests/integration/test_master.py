@@ -230,8 +230,9 @@ class MasterTest(unittest.TestCase):
         # The SIGHUP reaches the worker before its handler exists: it must
         # neither kill the worker nor be lost.
         port = free_port()
-        record = os.path.join(os.path.dirname(__file__),
-                              f".slow{os.getpid()}")
+        fd, record = tempfile.mkstemp(prefix="pochta-slow.")
+        os.close(fd)
+        os.unlink(record)       # its appearance says the worker started
         self.addCleanup(lambda: os.path.exists(record) and os.unlink(record))
         inst = self.instance([("slow", "inet", f"127.0.0.1:{port}", 1,
                                f"{WORKER} --record {record} "
@@ -248,6 +249,26 @@ class MasterTest(unittest.TestCase):
             s.sendall(b"reloads?\n")
             self.assertEqual(rd.readline(), "reloads 1\n")
         self.assertEqual(inst.service("slow")["restarts"], 0)
+
+    def test_reload_right_after_start_is_one_reload(self):
+        # A reload sent while master is still forking workers: a signal
+        # that hits a child before it has reset master's handlers must not
+        # land in master's loop (an extra reload each time, re-signalling
+        # the workers) nor be lost for the worker.
+        for _ in range(4):
+            inst = Instance(self)
+            inst.master_conf("".join(
+                f"s{i} inet 127.0.0.1:{free_port()} - 8 {WORKER}\n"
+                for i in range(6)))
+            inst.start()
+            inst.reload()
+            wait_for(lambda: "reloaded: " in inst.log(), 10,
+                     what="master's reload")
+            time.sleep(1)
+            self.assertEqual(len(re.findall(r"reloaded: ", inst.log())), 1)
+            self.assertEqual(sum(s["restarts"] for s in
+                                 inst.status()["services"]), 0)
+            inst.stop()
 
     def test_reload_adds_removes_keeps(self):
         pa, pb, pc = free_port(), free_port(), free_port()
